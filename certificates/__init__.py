@@ -1,0 +1,1 @@
+"""HCERT (EU DCC) certificates: signing, verification, QR rendering, short certificate codes."""

@@ -1,0 +1,1 @@
+"""Storage plumbing shared by every package: SQLAlchemy base, engines, migrations."""

@@ -1,0 +1,1 @@
+"""The embedded SQL registry: the reference implementation behind REGISTRY_BACKEND=embedded."""
