@@ -29,7 +29,9 @@ class OutboxRow(Base):
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     media_path: Mapped[str | None] = mapped_column(String(400))
     language: Mapped[str] = mapped_column(String(2), default="vi")
-    status: Mapped[str] = mapped_column(String(16))  # pending | sending | sent | delivered | failed | local | unreachable
+    status: Mapped[str] = mapped_column(
+        String(16)
+    )  # pending | sending | sent | delivered | failed | local | unreachable
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)

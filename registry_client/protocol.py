@@ -70,7 +70,9 @@ class Registry(Protocol):
         """Approves (recording resolution.dose when given) or rejects an open case.
         InvalidRequest when the case is already closed."""
 
-    async def reassign_correction(self, ref: str, site_code: str | None, actor: str, note: str) -> CorrectionCase:
+    async def reassign_correction(
+        self, ref: str, site_code: str | None, actor: str, note: str
+    ) -> CorrectionCase:
         """Moves an open case to another site, or to the hotline queue (site_code None)."""
 
     async def add_attachment(self, ref: str, attachment: NewAttachment, actor: str) -> CorrectionCase: ...

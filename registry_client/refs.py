@@ -18,7 +18,7 @@ def parse_case_ref(text: str) -> str | None:
     or the check character does not match."""
     raw = normalize(text)
     if raw.startswith(PREFIX):
-        raw = raw[len(PREFIX):]
+        raw = raw[len(PREFIX) :]
     if len(raw) != 6 or not is_valid(raw):
         return None
     return f"{PREFIX}-{raw[:4]}-{raw[4:]}"

@@ -71,7 +71,9 @@ def reset_stale_marker() -> None:
 class CircuitBreaker:
     """Opens after `threshold` consecutive failures; lets one trial call through after `cooldown` s."""
 
-    def __init__(self, threshold: int = 5, cooldown: float = 15.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, threshold: int = 5, cooldown: float = 15.0, clock: Callable[[], float] = time.monotonic
+    ):
         self.threshold, self.cooldown, self._clock = threshold, cooldown, clock
         self.failures = 0
         self.opened_at: float | None = None
@@ -144,7 +146,9 @@ def correction_from_json(data: dict[str, Any]) -> NewCorrection:
         kind=CaseKind(data["kind"]),
         doses_concerned=DosesConcerned(data["doses_concerned"]) if data.get("doses_concerned") else None,
         claimed=ClaimedDose(
-            administered_on=date.fromisoformat(claimed["administered_on"]) if claimed.get("administered_on") else None,
+            administered_on=date.fromisoformat(claimed["administered_on"])
+            if claimed.get("administered_on")
+            else None,
             vaccine=claimed.get("vaccine"),
             site=claimed.get("site"),
             lot=claimed.get("lot"),
@@ -179,10 +183,14 @@ class PendingWrites:
                 exists = await session.scalar(select(PendingWriteRow.id).where(PendingWriteRow.key == key))
                 if exists is None:
                     session.add(
-                        PendingWriteRow(key=key, operation=operation, payload=payload, created_at=self._clock())
+                        PendingWriteRow(
+                            key=key, operation=operation, payload=payload, created_at=self._clock()
+                        )
                     )
         except Exception as exc:  # the database is down too: a local journal keeps the report
-            log.warning("pending-writes table unavailable (%s); journaling %s to file", type(exc).__name__, key)
+            log.warning(
+                "pending-writes table unavailable (%s); journaling %s to file", type(exc).__name__, key
+            )
             self._journal.parent.mkdir(parents=True, exist_ok=True)
             with self._journal.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps({"key": key, "operation": operation, "payload": payload}) + "\n")
@@ -206,7 +214,10 @@ class PendingWrites:
     async def open_items(self, limit: int = 100) -> list[PendingWriteRow]:
         async with self._sessions() as session:
             rows = await session.scalars(
-                select(PendingWriteRow).where(PendingWriteRow.done_at.is_(None)).order_by(PendingWriteRow.id).limit(limit)
+                select(PendingWriteRow)
+                .where(PendingWriteRow.done_at.is_(None))
+                .order_by(PendingWriteRow.id)
+                .limit(limit)
             )
             return list(rows.all())
 
@@ -289,7 +300,8 @@ class ResilientRegistry:
     # -- reads --------------------------------------------------------------------------------
     async def find_person(self, national_id: str, date_of_birth: date) -> Person:
         return await self._read(
-            ("find_person", national_id, date_of_birth), lambda: self.inner.find_person(national_id, date_of_birth)
+            ("find_person", national_id, date_of_birth),
+            lambda: self.inner.find_person(national_id, date_of_birth),
         )
 
     async def get_person(self, person_id: str) -> Person:
@@ -350,7 +362,9 @@ class ResilientRegistry:
     async def resolve_correction(self, ref: str, resolution: Resolution) -> CorrectionCase:
         return await self._call(lambda: self.inner.resolve_correction(ref, resolution))
 
-    async def reassign_correction(self, ref: str, site_code: str | None, actor: str, note: str) -> CorrectionCase:
+    async def reassign_correction(
+        self, ref: str, site_code: str | None, actor: str, note: str
+    ) -> CorrectionCase:
         return await self._call(lambda: self.inner.reassign_correction(ref, site_code, actor, note))
 
     async def add_attachment(self, ref: str, attachment: NewAttachment, actor: str) -> CorrectionCase:
@@ -418,7 +432,9 @@ class ResilientRegistry:
         for row in await self.pending.open_items():
             try:
                 if row.operation == "submit_correction":
-                    case = await self._call(lambda r=row: self.inner.submit_correction(correction_from_json(r.payload)))
+                    case = await self._call(
+                        lambda r=row: self.inner.submit_correction(correction_from_json(r.payload))
+                    )
                     await self.pending.finish(row.key, result_ref=case.ref)
                 elif row.operation == "audit":
                     payload = dict(row.payload)

@@ -13,14 +13,18 @@ def run() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
         context.configure(
-            connection=connection, render_as_batch=True, target_metadata=config.attributes.get("target_metadata")
+            connection=connection,
+            render_as_batch=True,
+            target_metadata=config.attributes.get("target_metadata"),
         )
         with context.begin_transaction():
             context.run_migrations()
         return
     engine = make_sync_engine(config.get_main_option("sqlalchemy.url") or "")
     with engine.begin() as conn:
-        context.configure(conn, render_as_batch=True, target_metadata=config.attributes.get("target_metadata"))
+        context.configure(
+            conn, render_as_batch=True, target_metadata=config.attributes.get("target_metadata")
+        )
         with context.begin_transaction():
             context.run_migrations()
 

@@ -51,8 +51,10 @@ def person(row: PersonRow, contacts: Sequence[ContactRow]) -> Person:
         ),
     )
 
+
 def site(row: SiteRow) -> Site:
     return Site(code=row.code, name=row.name, province=row.province)
+
 
 def dose(row: DoseRow, site_name: str) -> Dose:
     return Dose(
@@ -69,8 +71,12 @@ def dose(row: DoseRow, site_name: str) -> Dose:
         recorded_at=as_utc(row.recorded_at),
     )
 
+
 def case(
-    row: CaseRow, events: Sequence[CaseEventRow], attachments: Sequence[CaseAttachmentRow], joined: bool = False
+    row: CaseRow,
+    events: Sequence[CaseEventRow],
+    attachments: Sequence[CaseAttachmentRow],
+    joined: bool = False,
 ) -> CorrectionCase:
     return CorrectionCase(
         ref=row.ref,
@@ -81,7 +87,10 @@ def case(
         kind=CaseKind(row.kind),
         doses_concerned=DosesConcerned(row.doses_concerned) if row.doses_concerned else None,
         claimed=ClaimedDose(
-            administered_on=row.claimed_date, vaccine=row.claimed_vaccine, site=row.claimed_site, lot=row.claimed_lot
+            administered_on=row.claimed_date,
+            vaccine=row.claimed_vaccine,
+            site=row.claimed_site,
+            lot=row.claimed_lot,
         ),
         workplace=row.workplace,
         contact_phone=row.contact_phone,

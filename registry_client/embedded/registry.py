@@ -92,7 +92,9 @@ class EmbeddedRegistry:
     async def find_person(self, national_id: str, date_of_birth: date) -> Person:
         async def op(session: AsyncSession) -> Person:
             row = await session.scalar(
-                select(PersonRow).where(PersonRow.national_id == national_id, PersonRow.date_of_birth == date_of_birth)
+                select(PersonRow).where(
+                    PersonRow.national_id == national_id, PersonRow.date_of_birth == date_of_birth
+                )
             )
             if row is None:
                 raise RecordNotFound("no person with this national ID and date of birth")
@@ -141,7 +143,11 @@ class EmbeddedRegistry:
             session.add(row)
             await session.flush()
             if new.phone:
-                session.add(ContactRow(person_id=row.id, phone=new.phone, added_at=now, verified=False, added_by=actor))
+                session.add(
+                    ContactRow(
+                        person_id=row.id, phone=new.phone, added_at=now, verified=False, added_by=actor
+                    )
+                )
                 await session.flush()
             return await self._load_person(session, row)
 
@@ -165,7 +171,11 @@ class EmbeddedRegistry:
                 if same:
                     for contact in same:
                         if change.verified and not contact.verified:
-                            contact.verified, contact.verified_at, contact.evidence = True, now, change.evidence
+                            contact.verified, contact.verified_at, contact.evidence = (
+                                True,
+                                now,
+                                change.evidence,
+                            )
                 else:
                     session.add(
                         ContactRow(
@@ -186,7 +196,9 @@ class EmbeddedRegistry:
     # -- sites and doses --------------------------------------------------------------------
     async def list_sites(self) -> list[Site]:
         async def op(session: AsyncSession) -> list[Site]:
-            return [convert.site(r) for r in (await session.scalars(select(SiteRow).order_by(SiteRow.code))).all()]
+            return [
+                convert.site(r) for r in (await session.scalars(select(SiteRow).order_by(SiteRow.code))).all()
+            ]
 
         return await self._run(op)  # type: ignore[no-any-return]
 
@@ -296,7 +308,9 @@ class EmbeddedRegistry:
     # -- correction cases -------------------------------------------------------------------
     async def _load_case(self, session: AsyncSession, row: CaseRow, joined: bool = False) -> CorrectionCase:
         events = (await session.scalars(select(CaseEventRow).where(CaseEventRow.ref == row.ref))).all()
-        attachments = (await session.scalars(select(CaseAttachmentRow).where(CaseAttachmentRow.ref == row.ref))).all()
+        attachments = (
+            await session.scalars(select(CaseAttachmentRow).where(CaseAttachmentRow.ref == row.ref))
+        ).all()
         return convert.case(row, events, attachments, joined)
 
     async def _case_row(self, session: AsyncSession, ref: str, *, lock: bool = False) -> CaseRow:
@@ -313,7 +327,9 @@ class EmbeddedRegistry:
             raise RecordNotFound(f"no report {ref}")
         return row
 
-    def _event(self, session: AsyncSession, ref: str, actor: str, action: str, note: str | None = None) -> None:
+    def _event(
+        self, session: AsyncSession, ref: str, actor: str, action: str, note: str | None = None
+    ) -> None:
         session.add(CaseEventRow(ref=ref, at=self._clock(), actor=actor, action=action, note=note))
 
     def _attach(self, session: AsyncSession, ref: str, attachments: Sequence[NewAttachment]) -> None:
@@ -330,7 +346,9 @@ class EmbeddedRegistry:
             )
 
     async def _open_case_for(self, session: AsyncSession, new: NewCorrection) -> CaseRow | None:
-        stmt = select(CaseRow).where(CaseRow.status.in_([s.value for s in OPEN_STATUSES]), CaseRow.kind == new.kind.value)
+        stmt = select(CaseRow).where(
+            CaseRow.status.in_([s.value for s in OPEN_STATUSES]), CaseRow.kind == new.kind.value
+        )
         if new.person_id is not None:
             stmt = stmt.where(CaseRow.person_id == _person_id(new.person_id))
         elif new.claimed_national_id:
@@ -378,8 +396,10 @@ class EmbeddedRegistry:
             row = CaseRow(
                 ref=ref,
                 person_id=person_row.id if person_row is not None else None,
-                claimed_national_id=new.claimed_national_id or (person_row.national_id if person_row else None),
-                claimed_date_of_birth=new.claimed_date_of_birth or (person_row.date_of_birth if person_row else None),
+                claimed_national_id=new.claimed_national_id
+                or (person_row.national_id if person_row else None),
+                claimed_date_of_birth=new.claimed_date_of_birth
+                or (person_row.date_of_birth if person_row else None),
                 claimed_name=new.claimed_name or (person_row.full_name if person_row else None),
                 kind=new.kind.value,
                 doses_concerned=new.doses_concerned.value if new.doses_concerned else None,
@@ -463,7 +483,9 @@ class EmbeddedRegistry:
 
         return await self._run(op)  # type: ignore[no-any-return]
 
-    async def reassign_correction(self, ref: str, site_code: str | None, actor: str, note: str) -> CorrectionCase:
+    async def reassign_correction(
+        self, ref: str, site_code: str | None, actor: str, note: str
+    ) -> CorrectionCase:
         async def op(session: AsyncSession) -> CorrectionCase:
             row = await self._case_row(session, ref, lock=True)
             if not CaseStatus(row.status).is_open:
@@ -473,7 +495,9 @@ class EmbeddedRegistry:
             row.site_code = site_code
             row.status = CaseStatus.ROUTED.value
             row.updated_at = self._clock()
-            self._event(session, ref, actor, "reassigned", f"{site_code or 'hotline'}: {note}" if note else site_code)
+            self._event(
+                session, ref, actor, "reassigned", f"{site_code or 'hotline'}: {note}" if note else site_code
+            )
             await session.flush()
             return await self._load_case(session, row)
 
@@ -561,4 +585,3 @@ class EmbeddedRegistry:
             return closed
 
         return await self._run(op)  # type: ignore[no-any-return]
-

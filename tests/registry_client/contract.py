@@ -35,13 +35,19 @@ HN = Site("HN001", "Trạm Y tế Phường Dịch Vọng", "Hà Nội")
 HCM = Site("HCM07", "Bệnh viện Quận 7", "TP Hồ Chí Minh")
 
 
-async def seed_person(registry: Registry, national_id: str = "001085001234", phone: str | None = "+84901234567",
-                      dob: date = date(1985, 3, 14), name: str = "Nguyễn Văn Ánh"):  # type: ignore[no-untyped-def]
+async def seed_person(
+    registry: Registry,
+    national_id: str = "001085001234",
+    phone: str | None = "+84901234567",
+    dob: date = date(1985, 3, 14),
+    name: str = "Nguyễn Văn Ánh",
+):  # type: ignore[no-untyped-def]
     return await registry.create_person(NewPerson(national_id, dob, name, Sex.MALE, phone), actor="test")
 
 
-def missing_dose_report(person_id: str | None, site: str | None = None, dose: DosesConcerned = DosesConcerned.SECOND,
-                        **kw: object) -> NewCorrection:
+def missing_dose_report(
+    person_id: str | None, site: str | None = None, dose: DosesConcerned = DosesConcerned.SECOND, **kw: object
+) -> NewCorrection:
     return NewCorrection(
         kind=CaseKind.MISSING_DOSE,
         doses_concerned=dose,
@@ -103,8 +109,12 @@ class RegistryContract:
         person = await seed_person(registry)
         await registry.upsert_site(HN)
         await registry.record_dose(person.id, NewDose(2, "Pfizer", date(2021, 10, 1), "HN001", "FP2"))
-        first = await registry.record_dose(person.id, NewDose(1, "EU/1/21/1529", date(2021, 8, 1), "HN001", "AZ1"))
-        again = await registry.record_dose(person.id, NewDose(1, "astrazeneca", date(2021, 8, 1), "HN001", "AZ1"))
+        first = await registry.record_dose(
+            person.id, NewDose(1, "EU/1/21/1529", date(2021, 8, 1), "HN001", "AZ1")
+        )
+        again = await registry.record_dose(
+            person.id, NewDose(1, "astrazeneca", date(2021, 8, 1), "HN001", "AZ1")
+        )
         assert again.id == first.id
         doses = await registry.list_doses(person.id)
         assert [(d.dose_number, d.product) for d in doses] == [(1, "EU/1/21/1529"), (2, "EU/1/20/1528")]
@@ -171,7 +181,9 @@ class RegistryContract:
         person = await seed_person(registry)
         await registry.upsert_site(HN)
         first = await registry.submit_correction(missing_dose_report(person.id, site="HN001"))
-        second = await registry.submit_correction(missing_dose_report(person.id, site="HN001", dose=DosesConcerned.BOTH))
+        second = await registry.submit_correction(
+            missing_dose_report(person.id, site="HN001", dose=DosesConcerned.BOTH)
+        )
         assert second.ref == first.ref
         assert second.joined
         other_dose = await registry.submit_correction(
@@ -243,7 +255,9 @@ class RegistryContract:
             case.ref, NewAttachment("card.jpg", "image/jpeg", 1234, "uploads/card.jpg"), "citizen"
         )
         assert [a.filename for a in with_photo.attachments] == ["card.jpg"]
-        rejected = await registry.resolve_correction(case.ref, Resolution(Decision.REJECTED, "no record", "agent:lan"))
+        rejected = await registry.resolve_correction(
+            case.ref, Resolution(Decision.REJECTED, "no record", "agent:lan")
+        )
         assert rejected.status == CaseStatus.REJECTED
         assert [e.action for e in rejected.history][-1] == "rejected"
 

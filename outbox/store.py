@@ -1,0 +1,183 @@
+"""Writing to and claiming from the outbox.
+
+`enqueue` takes the caller's SQLAlchemy session, so the message commits (or not) together with
+the state change that caused it. Workers claim due rows with `FOR UPDATE SKIP LOCKED` on
+PostgreSQL (several workers never take the same row); SQLite has one writer at a time anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from outbox.tables import OutboxRow
+from registry_client.clock import Clock, as_utc, utc_now
+
+PENDING, SENDING, SENT, DELIVERED, FAILED, LOCAL, UNREACHABLE = (
+    "pending",
+    "sending",
+    "sent",
+    "delivered",
+    "failed",
+    "local",
+    "unreachable",
+)
+# A row stuck in `sending` longer than this (a worker died mid-send) is taken up again.
+SENDING_LEASE = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """A message to send to an address other than the conversation's direct reply."""
+
+    channel: str  # sms | telegram
+    address: str
+    kind: str  # otp | link | code | notification | ...
+    text: str | None = None
+    template: str | None = None
+    params: dict[str, Any] | None = None
+    language: str = "vi"
+    media_path: str | None = None
+    idempotency_key: str | None = None
+
+
+async def enqueue(session: AsyncSession, message: OutboundMessage, *, clock: Clock = utc_now) -> int | None:
+    """Adds the message in the caller's transaction. A repeated idempotency key adds nothing
+    (returns None)."""
+    if message.idempotency_key is not None:
+        exists = await session.scalar(
+            select(OutboxRow.id).where(OutboxRow.idempotency_key == message.idempotency_key)
+        )
+        if exists is not None:
+            return None
+    now = clock()
+    row = OutboxRow(
+        idempotency_key=message.idempotency_key,
+        channel=message.channel,
+        address=message.address,
+        kind=message.kind,
+        text=message.text,
+        template=message.template,
+        params=message.params,
+        media_path=message.media_path,
+        language=message.language,
+        status=PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    return row.id
+
+
+class Outbox:
+    """Operations on the outbox outside a caller's transaction (workers, console, simulator)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, clock: Clock = utc_now) -> None:
+        self.sessions = sessions
+        self.clock = clock
+
+    async def put(self, message: OutboundMessage) -> int | None:
+        async with self.sessions() as session, session.begin():
+            return await enqueue(session, message, clock=self.clock)
+
+    async def claim_due(self, limit: int = 20, channels: tuple[str, ...] | None = None) -> list[OutboxRow]:
+        """Marks up to `limit` due rows `sending` and returns them (each to exactly one worker)."""
+        now = self.clock()
+        async with self.sessions() as session, session.begin():
+            due = (OutboxRow.status == PENDING) & (OutboxRow.next_attempt_at <= now)
+            stale = (OutboxRow.status == SENDING) & (OutboxRow.updated_at <= now - SENDING_LEASE)
+            stmt = select(OutboxRow).where(due | stale)
+            if channels is not None:
+                stmt = stmt.where(OutboxRow.channel.in_(channels))
+            stmt = stmt.order_by(OutboxRow.next_attempt_at, OutboxRow.id).limit(limit)
+            if session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows = list((await session.scalars(stmt)).all())
+            for row in rows:
+                row.status, row.updated_at = SENDING, now
+                row.attempts += 1
+            return rows
+
+    async def _update(self, row_id: int, **values: Any) -> None:
+        values["updated_at"] = self.clock()
+        async with self.sessions() as session, session.begin():
+            await session.execute(update(OutboxRow).where(OutboxRow.id == row_id).values(**values))
+
+    async def mark_sent(
+        self, row_id: int, provider_id: str | None, provider_status: str | None = None
+    ) -> None:
+        await self._update(
+            row_id,
+            status=SENT,
+            provider_id=provider_id,
+            provider_status=provider_status,
+            sent_at=self.clock(),
+        )
+
+    async def mark_local(self, row_id: int) -> None:
+        """No provider configured: the message stays here for the simulator and the console."""
+        await self._update(row_id, status=LOCAL, sent_at=self.clock())
+
+    async def mark_retry(self, row_id: int, error: str, delay: timedelta, code: str | None = None) -> None:
+        await self._update(
+            row_id,
+            status=PENDING,
+            last_error=error[:500],
+            error_code=code,
+            next_attempt_at=self.clock() + delay,
+        )
+
+    async def mark_failed(
+        self, row_id: int, error: str, code: str | None = None, *, unreachable: bool = False
+    ) -> None:
+        await self._update(
+            row_id, status=UNREACHABLE if unreachable else FAILED, last_error=error[:500], error_code=code
+        )
+
+    async def record_provider_status(self, provider_id: str, status: str, error_code: str | None) -> bool:
+        """A delivery callback. Returns False when no message has that provider id."""
+        mapped = {"delivered": DELIVERED, "undelivered": FAILED, "failed": FAILED}.get(status)
+        async with self.sessions() as session, session.begin():
+            row = await session.scalar(select(OutboxRow).where(OutboxRow.provider_id == provider_id))
+            if row is None:
+                return False
+            row.provider_status = status
+            if error_code:
+                row.error_code = error_code
+            if mapped is not None:
+                row.status = mapped
+            row.updated_at = self.clock()
+            return True
+
+    async def messages_to(
+        self, channel: str, address: str, since_id: int = 0, limit: int = 50
+    ) -> list[OutboxRow]:
+        async with self.sessions() as session:
+            rows = await session.scalars(
+                select(OutboxRow)
+                .where(OutboxRow.channel == channel, OutboxRow.address == address, OutboxRow.id > since_id)
+                .order_by(OutboxRow.id)
+                .limit(limit)
+            )
+            return list(rows.all())
+
+    async def depth(self) -> dict[str, int]:
+        async with self.sessions() as session:
+            rows = await session.execute(select(OutboxRow.status, func.count()).group_by(OutboxRow.status))
+            return {status: count for status, count in rows.all()}
+
+
+def backoff(attempt: int, base: float = 2.0, cap: float = 600.0) -> timedelta:
+    """Exponential backoff for the n-th failed attempt (1-based): 2 s, 4 s, 8 s … capped."""
+    return timedelta(seconds=min(cap, base ** max(1, attempt)))
+
+
+def is_due(row: OutboxRow, now: datetime) -> bool:
+    return as_utc(row.next_attempt_at) <= now

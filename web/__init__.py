@@ -1,0 +1,1 @@
+"""HTTP pages and APIs: health, metrics, certificate pages, verification, the agent console."""
