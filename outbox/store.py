@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from outbox.tables import OutboxRow
-from registry_client.clock import Clock, as_utc, utc_now
+from db.clock import Clock, as_utc, utc_now
 
 PENDING, SENDING, SENT, DELIVERED, FAILED, LOCAL, UNREACHABLE = (
     "pending",

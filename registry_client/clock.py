@@ -1,17 +1,5 @@
-"""A clock that tests can pin."""
+"""The clock the registry uses (defined at the bottom layer, in db.clock, so the outbox shares it)."""
 
-from __future__ import annotations
+from db.clock import Clock, as_utc, utc_now
 
-from collections.abc import Callable
-from datetime import UTC, datetime
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def as_utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; they were stored as UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+__all__ = ["Clock", "as_utc", "utc_now"]
