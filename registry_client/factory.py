@@ -16,7 +16,8 @@ def build_backend(settings: Any, engine: AsyncEngine) -> Registry:
     if settings.registry_backend == "fhir":
         from registry_client.fhir.registry import FhirRegistry  # noqa: PLC0415 - optional backend
 
-        return FhirRegistry.from_settings(settings)
+        fhir: Registry = FhirRegistry.from_settings(settings)
+        return fhir
     return EmbeddedRegistry(engine, sla_working_days=settings.sla_working_days)
 
 

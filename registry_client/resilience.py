@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -432,14 +433,13 @@ class ResilientRegistry:
         for row in await self.pending.open_items():
             try:
                 if row.operation == "submit_correction":
-                    case = await self._call(
-                        lambda r=row: self.inner.submit_correction(correction_from_json(r.payload))
-                    )
+                    new = correction_from_json(row.payload)
+                    case = await self._call(partial(self.inner.submit_correction, new))
                     await self.pending.finish(row.key, result_ref=case.ref)
                 elif row.operation == "audit":
                     payload = dict(row.payload)
                     payload["at"] = datetime.fromisoformat(payload["at"]) if payload.get("at") else None
-                    await self._call(lambda p=payload: self.inner.audit(AuditEntry(**p)))
+                    await self._call(partial(self.inner.audit, AuditEntry(**payload)))
                     await self.pending.finish(row.key)
                 else:
                     await self.pending.finish(row.key, error=f"unknown operation {row.operation}")

@@ -175,13 +175,15 @@ def ordinary_people(count: int = 300, seed: int = 2021) -> list[DemoPerson]:
         )
         phone = f"+849{rng.randrange(10_000_000, 99_999_999)}"
         vaccine = rng.choice(VACCINES)
-        site = rng.choice(SITES).code
+        site_code = rng.choice(SITES).code
         first = date(2021, 6, 1) + timedelta(days=rng.randrange(0, 150))
         n = rng.choice((0, 1, 2, 2, 2, 3, 3))
         doses = []
         for k in range(1, n + 1):
             when = first + timedelta(days=(k - 1) * rng.randrange(28, 120))
-            doses.append((k, vaccine if k < 3 else "Pfizer", when, site, f"L{rng.randrange(1000, 9999)}"))
+            doses.append(
+                (k, vaccine if k < 3 else "Pfizer", when, site_code, f"L{rng.randrange(1000, 9999)}")
+            )
         people.append(
             DemoPerson(
                 "ordinary",
@@ -206,10 +208,10 @@ async def load_demo(registry: EmbeddedRegistry, ordinary: int = 300) -> int:
             NewPerson(p.national_id, p.date_of_birth, p.full_name, p.sex, p.phone), actor="demo"
         )
         ids[p.national_id] = person.id
-        for number, vaccine, when, site, lot in p.doses:
+        for number, vaccine, when, site_code, lot in p.doses:
             await registry.record_dose(
                 person.id,
-                NewDose(number, vaccine, when, site, lot, source=DoseSource.IMPORT, recorded_by="demo"),
+                NewDose(number, vaccine, when, site_code, lot, source=DoseSource.IMPORT, recorded_by="demo"),
             )
     giang = DEMO_PEOPLE[6]
     await registry.update_contact(

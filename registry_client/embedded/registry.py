@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
@@ -47,6 +48,8 @@ from registry_client.models import (
 from registry_client.routing import add_working_days, route_case
 from registry_client.vaccines import lookup_product
 
+T = TypeVar("T")
+
 
 def _person_id(person_id: str) -> int:
     try:
@@ -68,11 +71,11 @@ class EmbeddedRegistry:
     def _session(self) -> AsyncSession:
         return self._sessions()
 
-    async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
+    async def _run(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
         try:
             async with self._session() as session:
                 async with session.begin():
-                    return await fn(session, *args)
+                    return await fn(session)
         except (OperationalError, SAInterfaceError, OSError, ConnectionError) as exc:
             raise RegistryUnavailable(f"database unavailable: {type(exc).__name__}") from exc
 
@@ -100,13 +103,13 @@ class EmbeddedRegistry:
                 raise RecordNotFound("no person with this national ID and date of birth")
             return await self._load_person(session, row)
 
-        return await self._run(op)  # type: ignore[no-any-return]
+        return await self._run(op)
 
     async def get_person(self, person_id: str) -> Person:
         async def op(session: AsyncSession) -> Person:
             return await self._load_person(session, await self._person_row(session, person_id))
 
-        return await self._run(op)  # type: ignore[no-any-return]
+        return await self._run(op)
 
     async def find_persons_by_phone(self, phone: str) -> list[Person]:
         async def op(session: AsyncSession) -> list[Person]:
@@ -121,7 +124,7 @@ class EmbeddedRegistry:
             ).all()
             return [await self._load_person(session, r) for r in rows]
 
-        return await self._run(op)  # type: ignore[no-any-return]
+        return await self._run(op)
 
     async def create_person(self, new: NewPerson, actor: str) -> Person:
         async def op(session: AsyncSession) -> Person:
@@ -151,7 +154,7 @@ class EmbeddedRegistry:
                 await session.flush()
             return await self._load_person(session, row)
 
-        return await self._run(op)  # type: ignore[no-any-return]
+        return await self._run(op)
 
     async def update_contact(self, person_id: str, change: ContactChange) -> Person:
         async def op(session: AsyncSession) -> Person:
@@ -191,7 +194,7 @@ class EmbeddedRegistry:
             await session.flush()
             return await self._load_person(session, row)
 
-        return await self._run(op)  # type: ignore[no-any-return]
+        return await self._run(op)
 
     # -- sites and doses --------------------------------------------------------------------
     async def list_sites(self) -> list[Site]:
@@ -200,7 +203,7 @@ class EmbeddedRegistry:
                 convert.site(r) for r in (await session.scalars(select(SiteRow).order_by(SiteRow.code))).all()
             ]
 
-        return await self._run(op)  # type: ignore[no-any-return]
+        return await self._run(op)
 
     async def get_site(self, code: str) -> Site:
         async def op(session: AsyncSession) -> Site:
@@ -209,7 +212,7 @@ class EmbeddedRegistry:
                 raise RecordNotFound(f"no site {code}")
             return convert.site(row)
 
-        return await self._run(op)  # type: ignore[no-any-return]
+        return await self._run(op)
 
     async def upsert_site(self, site: Site) -> Site:
         async def op(session: AsyncSession) -> Site:
@@ -222,7 +225,7 @@ class EmbeddedRegistry:
             await session.flush()
             return convert.site(row)
 
-        return await self._run(op)  # type: ignore[no-any-return]
+        return await self._run(op)
 
     async def _doses(self, session: AsyncSession, person_id: int) -> list[Dose]:
         rows = (
@@ -240,7 +243,7 @@ class EmbeddedRegistry:
             row = await self._person_row(session, person_id)
             return await self._doses(session, row.id)
 
-        return await self._run(op)  # type: ignore[no-any-return]
+        return await self._run(op)
 
     async def _record_dose(self, session: AsyncSession, person_id: int, new: NewDose) -> Dose:
         product = lookup_product(new.product)
@@ -303,7 +306,7 @@ class EmbeddedRegistry:
             row = await self._person_row(session, person_id)
             return await self._record_dose(session, row.id, dose)
 
-        return await self._run(op)  # type: ignore[no-any-return]
+        return await self._run(op)
 
     # -- correction cases -------------------------------------------------------------------
     async def _load_case(self, session: AsyncSession, row: CaseRow, joined: bool = False) -> CorrectionCase:
@@ -427,13 +430,13 @@ class EmbeddedRegistry:
             await session.flush()
             return await self._load_case(session, row)
 
-        return await self._run(op)  # type: ignore[no-any-return]
+        return await self._run(op)
 
     async def get_correction(self, ref: str) -> CorrectionCase:
         async def op(session: AsyncSession) -> CorrectionCase:
             return await self._load_case(session, await self._case_row(session, ref))
 
-        return await self._run(op)  # type: ignore[no-any-return]
+        return await self._run(op)
 
     async def list_corrections(self, query: CorrectionQuery) -> list[CorrectionCase]:
         async def op(session: AsyncSession) -> list[CorrectionCase]:
@@ -451,7 +454,7 @@ class EmbeddedRegistry:
             stmt = stmt.order_by(CaseRow.due_on, CaseRow.created_at).limit(query.limit)
             return [await self._load_case(session, r) for r in (await session.scalars(stmt)).all()]
 
-        return await self._run(op)  # type: ignore[no-any-return]
+        return await self._run(op)
 
     async def _resolve(self, session: AsyncSession, row: CaseRow, resolution: Resolution) -> None:
         if not CaseStatus(row.status).is_open:
@@ -481,7 +484,7 @@ class EmbeddedRegistry:
             await session.flush()
             return await self._load_case(session, row)
 
-        return await self._run(op)  # type: ignore[no-any-return]
+        return await self._run(op)
 
     async def reassign_correction(
         self, ref: str, site_code: str | None, actor: str, note: str
@@ -501,7 +504,7 @@ class EmbeddedRegistry:
             await session.flush()
             return await self._load_case(session, row)
 
-        return await self._run(op)  # type: ignore[no-any-return]
+        return await self._run(op)
 
     async def add_attachment(self, ref: str, attachment: NewAttachment, actor: str) -> CorrectionCase:
         async def op(session: AsyncSession) -> CorrectionCase:
@@ -512,7 +515,7 @@ class EmbeddedRegistry:
             await session.flush()
             return await self._load_case(session, row)
 
-        return await self._run(op)  # type: ignore[no-any-return]
+        return await self._run(op)
 
     async def mark_in_review(self, ref: str, actor: str) -> CorrectionCase:
         async def op(session: AsyncSession) -> CorrectionCase:
@@ -524,7 +527,7 @@ class EmbeddedRegistry:
                 await session.flush()
             return await self._load_case(session, row)
 
-        return await self._run(op)  # type: ignore[no-any-return]
+        return await self._run(op)
 
     # -- audit and health -------------------------------------------------------------------
     async def audit(self, entry: AuditEntry) -> None:
@@ -553,7 +556,7 @@ class EmbeddedRegistry:
             )
 
         try:
-            return await self._run(op)  # type: ignore[no-any-return]
+            return await self._run(op)
         except RegistryUnavailable as exc:
             return RegistryInfo(backend="embedded", reachable=False, detail=str(exc))
 
@@ -584,4 +587,4 @@ class EmbeddedRegistry:
                     closed.append(row.ref)
             return closed
 
-        return await self._run(op)  # type: ignore[no-any-return]
+        return await self._run(op)

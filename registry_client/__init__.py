@@ -1,0 +1,1 @@
+"""The shared registry client: one Registry protocol, its backends, and the resilience wrapper."""
