@@ -77,4 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def app_from_environment() -> FastAPI:
     """Factory for `uvicorn --factory app:app_from_environment` (several workers)."""
+    from web.structured_logs import configure_logging
+
+    configure_logging()
     return create_app(Settings())

@@ -14,6 +14,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from db.migrate import migrate
     from registry_client.embedded.demo import ensure_demo_data
 
+    from web.structured_logs import configure_logging
+
+    configure_logging()
     migrate(settings.database_url)
     if settings.registry_backend == "embedded" and not args.no_demo:
         loaded = ensure_demo_data(settings)
@@ -37,12 +40,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             host=settings.host,
             port=settings.port,
             workers=args.workers,
-            log_level="info",
+            log_config=None,
         )
     else:
         from app import create_app
 
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
     return 0
 
 
