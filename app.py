@@ -14,11 +14,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from bot import routes as telegram_routes
 from db.base import make_async_engine, make_sessionmaker
 from outbox.store import Outbox
 from registry_client.factory import build_registry
 from settings import Settings
-from web import observability
+from sms_gateway import routes as sms_routes
+from web import certificate_pages, observability
+from web.console.wiring import install_console
 
 log = logging.getLogger("vaxchannel")
 
@@ -51,9 +54,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ("registry-replay", 10.0, state.registry.replay_pending),
         ]
         # -- certificates (certificates/): state.certificates ------------------------------
+        from certificates.service import build_certificate_service
+
+        state.certificates = build_certificate_service(settings, state.db_sessions)
         # -- conversations (conversations/): state.conversations ---------------------------
+        from conversations.wiring import wire_conversations
+
+        wire_conversations(settings, state, background)  # state.conversations, state.case_notifier
         # -- channels (sms_gateway/, bot/): state.sms, state.telegram ----------------------
+        from sms_gateway.wiring import wire_sms
+
+        wire_sms(settings, state, background)  # state.outbox_worker (senders["sms"]), state.sms_sender
+        from bot.wiring import start_telegram
+
+        state.telegram = await start_telegram(settings, state, background)
         # -- console (web/console/): state.console -----------------------------------------
+        from web.console.wiring import setup_console
+
+        setup_console(state)
 
         tasks: list[asyncio.Task[None]] = []
         if settings.run_workers:
@@ -66,12 +84,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            if getattr(state, "telegram", None) is not None:
+                await state.telegram.stop()
             await state.registry.close()
             await state.db_engine.dispose()
 
     app = FastAPI(title="VaxChannel", version="0.1.0", lifespan=lifespan)
     app.add_middleware(observability.MetricsMiddleware)
     app.include_router(observability.router)
+    app.include_router(sms_routes.router)
+    install_console(app)
+    app.include_router(certificate_pages.router)
+    app.include_router(telegram_routes.router)
     return app
 
 

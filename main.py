@@ -72,7 +72,7 @@ def _create_user(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _certificate(settings: Settings, args: argparse.Namespace) -> int:
-    from certificates.cli import certificate_cli
+    from web.certificate_cli import certificate_cli
 
     return certificate_cli(settings, args.national_id, args.date_of_birth, args.png)
 

@@ -43,6 +43,12 @@ class Inbound:
     media: tuple[InboundMedia, ...] = ()
     rejected_media: str | None = None  # why a sent file was refused (type, size), for a clear reply
     user_name: str | None = None
+    # Provider id of this delivery (Twilio MessageSid, Telegram update_id): a repeated one is answered
+    # with the stored replies and not processed again.
+    dedup_key: str | None = None
+    # USSD: every input of the session as the gateway sent it (`text` split on `*`); the engine
+    # processes only the ones it has not seen in this session (gateways replay the whole chain).
+    inputs: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,13 @@ def registry_check_cli(settings: Any) -> int:
 
     async def check() -> int:
         engine = make_async_engine(settings.database_url)
-        backend = build_backend(settings, engine)
+        try:
+            backend = build_backend(settings, engine)
+        except ValueError as exc:  # e.g. REGISTRY_BACKEND=fhir without REGISTRY_URL, malformed REGISTRY_AUTH
+            await engine.dispose()
+            print(f"registry backend : {settings.registry_backend}")
+            print(f"reachable        : NO (misconfigured: {exc})")
+            return 1
         try:
             info = await backend.info()
         finally:
@@ -25,7 +31,7 @@ def registry_check_cli(settings: Any) -> int:
         print(f"reachable        : {'yes' if info.reachable else 'NO'}")
         print(f"detail           : {info.detail}")
         if info.capabilities:
-            print("capabilities     : " + ", ".join(info.capabilities))
+            print("capabilities     : " + "\n                   ".join(info.capabilities))
         return 0 if info.reachable else 1
 
     return asyncio.run(check())

@@ -1,14 +1,16 @@
 """COVID-19 vaccine products: EU DCC value-set codes, common names, and schedules.
 
-Codes from the eHealth Network value sets (vaccine-medicinal-product,
-vaccine-mah-manf, vaccine-prophylaxis). `series_doses` is the primary series
-length; `interval_days` the minimum gap before the next primary dose.
+Product codes, manufacturers (ma), prophylaxis types (vp) and primary-series lengths come
+from `certificates.valuesets` (the eHealth Network value sets); this module adds the common
+names people type and `interval_days`, the minimum gap before the next primary dose.
 """
 
 from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+
+from certificates import valuesets
 
 
 @dataclass(frozen=True)
@@ -22,58 +24,36 @@ class Product:
     aliases: tuple[str, ...] = ()
 
 
-MRNA = "1119349007"  # SARS-CoV-2 mRNA vaccine
-ANTIGEN = "1119305005"  # SARS-CoV-2 antigen vaccine
-VECTOR = "J07BX03"  # covid-19 vaccines (the value set has no viral-vector entry)
+def _product(code: str, name: str, interval_days: int | None, aliases: tuple[str, ...]) -> Product:
+    """Manufacturer, prophylaxis and series length come from the DCC value sets (certificates)."""
+    entry = valuesets.product(code)
+    if entry is None:
+        raise KeyError(code)
+    return Product(
+        code, name, entry.manufacturer, entry.prophylaxis, entry.series_doses, interval_days, aliases
+    )
+
 
 PRODUCTS: tuple[Product, ...] = (
-    Product(
+    _product(
         "EU/1/20/1528",
         "Comirnaty (Pfizer-BioNTech)",
-        "ORG-100030215",
-        MRNA,
-        2,
         21,
         ("pfizer", "comirnaty", "pfizer-biontech", "biontech"),
     ),
-    Product("EU/1/20/1507", "Spikevax (Moderna)", "ORG-100031184", MRNA, 2, 28, ("moderna", "spikevax")),
-    Product(
-        "EU/1/21/1529",
-        "Vaxzevria (AstraZeneca)",
-        "ORG-100001699",
-        VECTOR,
-        2,
-        56,
-        ("astrazeneca", "vaxzevria", "az", "covishield"),
+    _product("EU/1/20/1507", "Spikevax (Moderna)", 28, ("moderna", "spikevax")),
+    _product("EU/1/21/1529", "Vaxzevria (AstraZeneca)", 56, ("astrazeneca", "vaxzevria", "az")),
+    _product("EU/1/20/1525", "Jcovden (Janssen)", None, ("janssen", "jcovden", "johnson")),
+    _product("Covishield", "Covishield (Serum Institute of India)", 56, ("covishield",)),
+    _product("BBIBP-CorV", "Vero Cell (Sinopharm)", 21, ("vero cell", "verocell", "sinopharm", "bbibp")),
+    _product("Sputnik-V", "Sputnik V", 21, ("sputnik v", "sputnik", "gam-covid-vac")),
+    _product("Abdala", "Abdala", 14, ("abdala", "cigb-66", "cigb 66")),
+    _product("Hayat-Vax", "Hayat-Vax", 21, ("hayat-vax", "hayat vax", "hayatvax")),
+    _product("Covaxin", "Covaxin", 28, ("covaxin", "bbv152")),
+    _product(
+        "EU/1/21/1618", "Nuvaxovid (Novavax)", 21, ("novavax", "nuvaxovid", "nvx-cov2373", "nvx cov2373")
     ),
-    Product(
-        "EU/1/20/1525",
-        "Jcovden (Janssen)",
-        "ORG-100001417",
-        VECTOR,
-        1,
-        None,
-        ("janssen", "jcovden", "johnson"),
-    ),
-    Product(
-        "BBIBP-CorV",
-        "Vero Cell (Sinopharm)",
-        "ORG-100020693",
-        VECTOR,
-        2,
-        21,
-        ("vero cell", "verocell", "sinopharm", "bbibp"),
-    ),
-    Product(
-        "Sputnik-V", "Sputnik V", "ORG-100010771", VECTOR, 2, 21, ("sputnik v", "sputnik", "gam-covid-vac")
-    ),
-    Product("CIGB-66", "Abdala", "CIGB", ANTIGEN, 3, 14, ("abdala", "cigb-66")),
-    Product(
-        "Hayat-Vax", "Hayat-Vax", "ORG-100023064", ANTIGEN, 2, 21, ("hayat-vax", "hayat vax", "hayatvax")
-    ),
-    Product("Covaxin", "Covaxin", "ORG-100024420", ANTIGEN, 2, 28, ("covaxin", "bbv152")),
-    Product("NVX-CoV2373", "Nuvaxovid (Novavax)", "ORG-100032020", ANTIGEN, 2, 21, ("novavax", "nuvaxovid")),
-    Product("CoronaVac", "CoronaVac (Sinovac)", "ORG-100013793", ANTIGEN, 2, 28, ("sinovac", "coronavac")),
+    _product("CoronaVac", "CoronaVac (Sinovac)", 28, ("sinovac", "coronavac")),
 )
 
 _BY_CODE = {p.code.lower(): p for p in PRODUCTS}

@@ -1,0 +1,340 @@
+"""`python main.py simulate telegram --phone +84…`: a Telegram client in the terminal.
+
+It plays both sides the service talks to: it runs a local Bot API stand-in (bot.local_bot_api),
+posts real `Update` JSON to the service's /telegram/webhook (with TELEGRAM_WEBHOOK_SECRET), and
+shows what the bot sent through the stand-in, plus the SMS the service queued for the phone.
+
+When nothing answers at the service URL, the simulator starts the service itself
+(`python main.py serve` with TELEGRAM_API_BASE pointing at the stand-in) and stops it on exit.
+When a service is already running, it must have been started with TELEGRAM_BOT_TOKEN set and
+TELEGRAM_API_BASE=http://127.0.0.1:PORT; the simulator then serves the stand-in on that port.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from bot.local_bot_api import Call, LocalBotApi
+from bot.simulated_updates import SimulatedUser
+from settings import Settings
+
+SIM_TOKEN = "7000000001:SIMULATOR-local-token"
+HELP = """Type a message and press Enter. Commands start with / (/start /help /status /certificate
+/report /check <ref> /language /logout). Simulator actions:
+  !<key>            press the inline button with that key on the last message that had buttons
+  !contact          share my phone number (the 📱 button)
+  !contact +849…    share someone else's contact
+  !photo [FILE]     send a photo (default: a generated JPEG)
+  !doc FILE         send a file as a document
+  !sticker          send a sticker
+  !help · !quit"""
+
+
+def _is_local(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")
+
+
+class Screen:
+    """Prints what the bot sends (called from the stand-in's thread) and keeps the last keyboard."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.lock = threading.Lock()
+        self.keyboard_message: dict[str, Any] | None = None
+        self.connected = threading.Event()
+        self._files = 0
+
+    def say(self, text: str) -> None:
+        with self.lock:
+            print(text, flush=True)
+
+    def on_call(self, call: Call) -> None:
+        method, params = call.method.lower(), call.params
+        if method == "getme":
+            self.connected.set()
+        elif method == "sendmessage":
+            self._show_message(params)
+        elif method == "editmessagetext":
+            self.say(f"🤖 (edited) {params.get('text', '')}")
+        elif method in ("sendphoto", "senddocument"):
+            self._show_file(call)
+
+    def _show_message(self, params: dict[str, Any]) -> None:
+        lines = [f"🤖 {params.get('text', '')}"]
+        markup = params.get("reply_markup") or {}
+        if "inline_keyboard" in markup:
+            buttons = [b for row in markup["inline_keyboard"] for b in row]
+            lines.append("   " + "  ".join(f"[!{b['callback_data']}] {b['text']}" for b in buttons))
+            self.keyboard_message = {"text": params.get("text", ""), "reply_markup": markup}
+        elif "keyboard" in markup:
+            for row in markup["keyboard"]:
+                for button in row:
+                    hint = "  (type !contact)" if button.get("request_contact") else ""
+                    lines.append(f"   ⌨ [{button['text']}]{hint}")
+        self.say("\n".join(lines))
+
+    def _show_file(self, call: Call) -> None:
+        upload = call.files.get("photo") or call.files.get("document")
+        if upload is None:
+            return
+        self._files += 1
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / f"{self._files:03d}-{upload.filename}"
+        path.write_bytes(upload.data)
+        kind = "🖼 photo" if call.method.lower() == "sendphoto" else "📎 document"
+        lines = [f"{kind} saved to {path} ({len(upload.data)} bytes)"]
+        if call.params.get("caption"):
+            lines.append(f"   {call.params['caption']}")
+        qr = _decode_qr(upload.data)
+        if qr:
+            lines.append(f"   QR: {qr[:60]}… ({len(qr)} characters)")
+        self.say("\n".join(lines))
+
+
+def _decode_qr(data: bytes) -> str | None:
+    try:
+        import io
+
+        import zxingcpp
+        from PIL import Image
+
+        found = zxingcpp.read_barcodes(Image.open(io.BytesIO(data)))
+    except Exception:
+        return None
+    return found[0].text if found else None
+
+
+def _sample_jpeg() -> bytes:
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (640, 420), (245, 240, 225))
+    ImageDraw.Draw(image).text((30, 30), "GIAY XAC NHAN DA TIEM VAC XIN COVID-19", fill=(20, 20, 90))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+class SmsWatcher(threading.Thread):
+    """Shows the SMS the service queued for the simulated phone (one-time codes, links)."""
+
+    def __init__(self, settings: Settings, phone: str, screen: Screen) -> None:
+        super().__init__(name="sms-watcher", daemon=True)
+        self.settings, self.phone, self.screen = settings, phone, screen
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        from sqlalchemy import select
+
+        from db.base import make_sync_engine
+        from outbox.tables import OutboxRow
+
+        engine = make_sync_engine(self.settings.database_url)
+        last = None
+        try:
+            while not self.stop.wait(0.5):
+                try:
+                    with engine.connect() as conn:
+                        if last is None:
+                            last = (
+                                conn.scalar(select(OutboxRow.id).order_by(OutboxRow.id.desc()).limit(1)) or 0
+                            )
+                            continue
+                        rows = conn.execute(
+                            select(OutboxRow.id, OutboxRow.text, OutboxRow.kind)
+                            .where(
+                                OutboxRow.channel == "sms",
+                                OutboxRow.address == self.phone,
+                                OutboxRow.id > last,
+                            )
+                            .order_by(OutboxRow.id)
+                        ).all()
+                except Exception:  # the database may not exist yet while the service starts
+                    continue
+                for row_id, text, kind in rows:
+                    last = row_id
+                    self.screen.say(f"📱 SMS to {self.phone} ({kind}): {text or '(templated)'}")
+        finally:
+            engine.dispose()
+
+
+class Simulator:
+    def __init__(self, settings: Settings, phone: str, url: str | None) -> None:
+        self.settings, self.base = settings, (url or settings.public_base_url).rstrip("/")
+        self.user = SimulatedUser(phone)
+        self.screen = Screen(Path(settings.data_dir) / "simulator" / "telegram")
+        attach = settings.telegram_bot_token and _is_local(settings.telegram_api_base)
+        port = (urlsplit(settings.telegram_api_base).port or 80) if attach else 0
+        self.api = LocalBotApi(port=port)
+        self.api.listeners.append(self.screen.on_call)
+        self.service: subprocess.Popen[bytes] | None = None
+        self.http = httpx.Client(timeout=60)
+
+    def _service_up(self) -> bool:
+        try:
+            return self.http.get(f"{self.base}/healthz", timeout=2).status_code in (200, 503)
+        except httpx.HTTPError:
+            return False
+
+    def _start_service(self) -> None:
+        parts = urlsplit(self.base)
+        log = Path(self.settings.data_dir) / "simulator" / "telegram-service.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "HOST": parts.hostname or "127.0.0.1",
+            "PORT": str(parts.port or 80),
+            "PUBLIC_BASE_URL": self.base,
+            "TELEGRAM_BOT_TOKEN": self.settings.telegram_bot_token or SIM_TOKEN,
+            "TELEGRAM_API_BASE": self.api.base_url,
+            "TELEGRAM_MODE": "webhook",
+        }
+        main = Path(__file__).resolve().parents[1] / "main.py"
+        print(f"Starting the service at {self.base} (log: {log}) …", flush=True)
+        self.service = subprocess.Popen(
+            [sys.executable, str(main), "serve"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+        )
+
+    def connect(self) -> bool:
+        self.api.start()
+        print(f"Local Bot API stand-in on {self.api.base_url}", flush=True)
+        if self._service_up():
+            if not _is_local(self.settings.telegram_api_base) or not self.settings.telegram_bot_token:
+                print(
+                    f"A service already runs at {self.base}, but this shell does not point Telegram at a "
+                    "local stand-in. Stop it, or restart it with\n"
+                    f"  TELEGRAM_BOT_TOKEN={SIM_TOKEN} TELEGRAM_API_BASE=http://127.0.0.1:8081 python main.py\n"
+                    "and run the simulator with the same two variables.",
+                    flush=True,
+                )
+                return False
+        elif not _is_local(self.base):
+            print(f"Nothing answers at {self.base}; start the service first.", flush=True)
+            return False
+        else:
+            self._start_service()
+        print("Waiting for the service to reach the Bot API stand-in …", flush=True)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.service is not None and self.service.poll() is not None:
+                print("The service exited; see its log.", flush=True)
+                return False
+            if self.screen.connected.is_set() and self._post({}, probe=True):
+                return True
+            time.sleep(0.5)
+        print("The service did not connect to the stand-in in time.", flush=True)
+        return False
+
+    def _post(self, update: dict[str, Any], probe: bool = False) -> bool:
+        headers = {}
+        if self.settings.telegram_webhook_secret:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = self.settings.telegram_webhook_secret
+        try:
+            response = self.http.post(f"{self.base}/telegram/webhook", json=update, headers=headers)
+        except httpx.HTTPError as exc:
+            if not probe:
+                self.screen.say(f"(the service did not answer: {exc})")
+            return False
+        if probe:  # {} is no Update: 400 means the webhook is there and ready
+            if response.status_code in (403, 404):
+                raise SystemExit(
+                    "The service's /telegram/webhook answered "
+                    f"{response.status_code}: {response.json().get('description')}"
+                )
+            return response.status_code == 400
+        if response.status_code != 200:
+            self.screen.say(f"(webhook answered {response.status_code}: {response.text[:200]})")
+        return response.status_code == 200
+
+    def handle(self, line: str) -> bool:
+        """One line typed by the user. False to quit."""
+        line = line.strip()
+        if not line:
+            return True
+        if not line.startswith("!"):
+            self._post(self.user.text(line))
+            return True
+        action, _, arg = line[1:].partition(" ")
+        arg = arg.strip()
+        if action in ("quit", "exit", "q"):
+            return False
+        if action == "help":
+            self.screen.say(HELP)
+        elif action == "contact":
+            self._post(self.user.contact(arg) if arg else self.user.contact())
+        elif action == "photo":
+            data = Path(arg).read_bytes() if arg else _sample_jpeg()
+            stored = self.api.add_file(data)
+            self._post(self.user.photo(stored.file_id, stored.file_unique_id, len(data)))
+        elif action == "doc" and arg:
+            path = Path(arg)
+            data = path.read_bytes()
+            mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            stored = self.api.add_file(data, suffix=path.suffix.lstrip(".") or "bin")
+            self._post(self.user.document(stored.file_id, stored.file_unique_id, len(data), path.name, mime))
+        elif action == "sticker":
+            self._post(self.user.sticker())
+        elif self.screen.keyboard_message is not None:
+            message = {
+                "message_id": 1,
+                "from": {"id": 7000000001, "is_bot": True, "first_name": "VaxChannel"},
+                "chat": self.user.chat,
+                "date": int(time.time()),
+                **self.screen.keyboard_message,
+            }
+            self._post(self.user.press(message, action))
+        else:
+            self.screen.say("(no buttons to press; !help lists the actions)")
+        return True
+
+    def close(self) -> None:
+        self.http.close()
+        if self.service is not None:
+            self.service.terminate()
+            try:
+                self.service.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.service.kill()
+        self.api.stop()
+
+
+def run_simulator(settings: Settings, phone: str, url: str | None) -> int:
+    from registry_client.identity import normalize_phone
+
+    e164 = normalize_phone(phone)
+    if e164 is None:
+        print(f"Not a phone number: {phone}", file=sys.stderr)
+        return 2
+    sim = Simulator(settings, e164, url)
+    watcher = SmsWatcher(settings, e164, sim.screen)
+    try:
+        if not sim.connect():
+            return 1
+        watcher.start()
+        print(f"Telegram simulator: you are a Telegram user whose phone is {e164}.\n{HELP}\n", flush=True)
+        while True:
+            try:
+                line = input()
+            except EOFError:
+                break
+            if not sim.handle(line):
+                break
+            time.sleep(0.3)  # let notifications and SMS that follow arrive before the next line
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watcher.stop.set()
+        sim.close()
+    return 0

@@ -1,0 +1,44 @@
+"""How the Telegram channel plugs into the app (called from app.py's "channels" section)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bot.application import TelegramChannel
+from conversations.model import Channel
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+Background = list[tuple[str, float, Callable[[], Awaitable[object]]]]
+
+
+def _unreachable_marker(state: Any) -> Callable[[str], Awaitable[object]]:
+    async def mark(address: str) -> None:
+        """The engine's binding store stops addressing this chat (INTERFACES: blocked bot)."""
+        engine = getattr(state, "conversations", None)
+        bindings = getattr(engine, "bindings", None)
+        if bindings is None or not hasattr(bindings, "mark_unreachable"):
+            log.warning("no binding store to mark a telegram chat unreachable")
+            return
+        await bindings.mark_unreachable(Channel.TELEGRAM.value, address)
+
+    return mark
+
+
+async def start_telegram(settings: Settings, state: Any, background: Background) -> TelegramChannel | None:
+    """Builds and starts `state.telegram` when TELEGRAM_BOT_TOKEN is set; adds its background jobs
+    and returns it (None when Telegram is not configured)."""
+    if not settings.telegram_bot_token:
+        return None
+    on_unreachable = _unreachable_marker(state)
+    channel = TelegramChannel(
+        settings, state.db_sessions, engine=lambda: state.conversations, on_unreachable=on_unreachable
+    )
+    await channel.start()
+    background.append(("telegram-updates-prune", 3600.0, channel.prune))
+    if settings.telegram_mode == "polling":
+        background.append(("telegram-polling", 1.0, channel.poll_once))
+    return channel

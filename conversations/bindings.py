@@ -1,0 +1,108 @@
+"""Verified links between a channel identity (phone, Telegram chat) and a person, with expiry.
+
+Used by the engine (after a correct one-time code) and by other packages: the console sends
+links to a person's bound Telegram chats (`addresses_for_person`), the Telegram adapter
+unbinds on /logout and marks a chat unreachable when the bot is blocked.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from conversations.effects import Effect
+from conversations.tables import ChannelBindingRow
+from registry_client.clock import Clock, utc_now
+
+
+class BindingStore:
+    def __init__(self, sessions: async_sessionmaker[Any], ttl_days: int, clock: Clock = utc_now) -> None:
+        self.sessions, self.ttl, self.clock = sessions, timedelta(days=ttl_days), clock
+
+    async def persons_for(self, channel: str, address: str) -> list[str]:
+        """Persons this identity may act for now, most recently bound first."""
+        async with self.sessions() as db:
+            rows = await db.scalars(
+                select(ChannelBindingRow.person_id)
+                .where(
+                    ChannelBindingRow.channel == str(channel),
+                    ChannelBindingRow.address == address,
+                    ChannelBindingRow.expires_at > self.clock(),
+                )
+                .order_by(ChannelBindingRow.bound_at.desc(), ChannelBindingRow.id.desc())
+            )
+            return list(rows.all())
+
+    async def addresses_for_person(self, person_id: str, channel: str) -> list[str]:
+        """Reachable identities of `channel` bound to the person (e.g. Telegram chat ids)."""
+        async with self.sessions() as db:
+            rows = await db.scalars(
+                select(ChannelBindingRow.address)
+                .where(
+                    ChannelBindingRow.person_id == person_id,
+                    ChannelBindingRow.channel == str(channel),
+                    ChannelBindingRow.expires_at > self.clock(),
+                    ChannelBindingRow.unreachable_at.is_(None),
+                )
+                .order_by(ChannelBindingRow.bound_at.desc())
+            )
+            return list(rows.all())
+
+    def bind_effect(self, channel: str, address: str, person_id: str) -> Effect:
+        now = self.clock()
+
+        async def apply(db: AsyncSession) -> None:
+            await db.execute(
+                delete(ChannelBindingRow).where(
+                    ChannelBindingRow.channel == str(channel),
+                    ChannelBindingRow.address == address,
+                    ChannelBindingRow.person_id == person_id,
+                )
+            )
+            db.add(
+                ChannelBindingRow(
+                    channel=str(channel),
+                    address=address,
+                    person_id=person_id,
+                    bound_at=now,
+                    expires_at=now + self.ttl,
+                )
+            )
+
+        return apply
+
+    async def bind(self, channel: str, address: str, person_id: str) -> None:
+        async with self.sessions() as db, db.begin():
+            await self.bind_effect(channel, address, person_id)(db)
+
+    def unbind_effect(self, channel: str, address: str) -> Effect:
+        async def apply(db: AsyncSession) -> None:
+            await db.execute(
+                delete(ChannelBindingRow).where(
+                    ChannelBindingRow.channel == str(channel), ChannelBindingRow.address == address
+                )
+            )
+
+        return apply
+
+    async def unbind(self, channel: str, address: str) -> int:
+        """Forgets every person bound to this identity (Telegram /logout). Returns how many."""
+        async with self.sessions() as db, db.begin():
+            result = await db.execute(
+                delete(ChannelBindingRow).where(
+                    ChannelBindingRow.channel == str(channel), ChannelBindingRow.address == address
+                )
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    async def mark_unreachable(self, channel: str, address: str) -> None:
+        """The identity cannot be reached (bot blocked, number opted out): stop sending to it."""
+        async with self.sessions() as db, db.begin():
+            await db.execute(
+                update(ChannelBindingRow)
+                .where(ChannelBindingRow.channel == str(channel), ChannelBindingRow.address == address)
+                .values(unreachable_at=self.clock())
+            )

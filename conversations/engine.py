@@ -1,0 +1,161 @@
+"""The conversation engine: one Inbound and the session state in, a Turn out. No channel I/O.
+
+Order of interpretation: a shared phone (Telegram), media, a channel command, then text:
+`98` (next page), a resumption answer, an SMS keyword, an answer to the current flow step
+(`0` = back), a bare one-time code, and finally a main-menu choice.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from conversations.context import Context
+from conversations.flows import attach, check_report, language, login, menu, verify_code
+from conversations.flows.run import FLOWS, with_person
+from conversations.keywords import parse_keyword
+from conversations.model import Channel, Option, Reply
+from conversations.rendering import MORE_KEY, fits, merge, paginate
+from conversations.state import Page
+from registry_client.errors import RegistryUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    async def run(self, ctx: Context) -> None:
+        """Fills ctx.turn (and ctx.state, ctx.effects, ctx.audits). Never raises for user input;
+        a registry outage or a bug becomes a friendly reply and the flow is reset."""
+        try:
+            await self._dispatch(ctx)
+        except RegistryUnavailable:
+            self._fail(ctx, "common.registry_down")
+        except Exception:
+            log.exception("conversation engine failed on %s input", ctx.channel.value)
+            self._fail(ctx, "common.error")
+        if not ctx.turn.replies:
+            await menu.show(ctx)
+        self._fit(ctx)
+        ctx.turn.language = ctx.state.language
+
+    @staticmethod
+    def _fail(ctx: Context, key: str) -> None:
+        ctx.turn.replies.clear()
+        ctx.turn.outbound.clear()
+        ctx.effects.clear()
+        ctx.state.clear_flow()
+        ctx.say(key)
+        ctx.finish()
+
+    async def _dispatch(self, ctx: Context) -> None:
+        inbound = ctx.inbound
+        if inbound.shared_phone:
+            await login.begin_by_phone(ctx, inbound.shared_phone)
+        elif inbound.media or inbound.rejected_media:
+            await attach.handle_media(ctx)
+        elif inbound.command:
+            await self.command(ctx, inbound.command, inbound.argument)
+        else:
+            await self._text(ctx, (inbound.choice or inbound.text or "").strip())
+
+    async def _text(self, ctx: Context, text: str) -> None:
+        state = ctx.state
+        if text == MORE_KEY and state.pages:
+            page = state.pages.pop(0)
+            ctx.turn.replies.append(Reply(page.text, tuple(Option(k, v) for k, v in page.options)))
+            ctx.turn.end = page.end
+            return
+        state.pages = []
+        if state.flow == "resume":
+            await menu.handle(ctx, "ask", text)
+            return
+        if ctx.channel != Channel.USSD and (command := parse_keyword(text)) is not None:
+            await self.command(ctx, command.name, command.argument)
+            return
+        if state.flow is not None and state.flow in FLOWS and state.step is not None:
+            if text == "0":
+                await self._back(ctx)
+            else:
+                await FLOWS[state.flow].handle(ctx, state.step, text)
+            return
+        after_answer = state.step == "done"
+        state.clear_flow()
+        if after_answer and text == "0":
+            await menu.show(ctx)
+            return
+        if not text:
+            await (menu.offer_resume(ctx) if state.resume else menu.show(ctx))
+            return
+        state.resume = None
+        if login.answers_code_anywhere(ctx, text) and await ctx.services.otp.has_live_code(
+            ctx.channel.value, ctx.address
+        ):
+            await login.enter_code(ctx, text)
+            return
+        await menu.choose(ctx, text)
+
+    async def _back(self, ctx: Context) -> None:
+        state = ctx.state
+        if state.back and state.flow is not None:
+            state.step = state.back.pop()
+            await FLOWS[state.flow].prompt(ctx, state.step)
+        else:
+            await menu.show(ctx)
+
+    async def command(self, ctx: Context, name: str, argument: str | None) -> None:
+        """A channel command by neutral name (SMS keyword, Telegram slash command)."""
+        ctx.state.clear_flow()
+        ctx.state.resume = None
+        if name == "start":
+            ctx.say("welcome")
+            await menu.show(ctx)
+        elif name == "help":
+            menu.help_text(ctx)
+        elif name == "menu":
+            await menu.show(ctx)
+        elif name == "login":
+            await login.begin_with_argument(ctx, argument)
+        elif name in ("status", "certificate", "report", "code"):
+            await with_person(ctx, name)
+        elif name == "check":
+            await check_report.begin(ctx, argument)
+        elif name == "verify":
+            await verify_code.begin(ctx, argument)
+        elif name == "language":
+            await language.begin(ctx)
+        elif name in ("lang_vi", "lang_en"):
+            await language.set_language(ctx, name[-2:])
+        elif name == "logout":
+            await self._logout(ctx)
+        elif name == "hotline":
+            menu.hotline(ctx)
+        else:
+            menu.help_text(ctx)
+
+    async def _logout(self, ctx: Context) -> None:
+        bindings = ctx.services.bindings
+        person_ids = await ctx.bound_persons()
+
+        for person_id in person_ids:
+            ctx.audit("login.logout", person_id)
+        ctx.effect(bindings.unbind_effect(ctx.channel.value, ctx.address))
+        ctx.state.person_id = None
+        ctx.note_bound([])
+        ctx.say("logout.done")
+
+    # -- fitting the answer into the channel ------------------------------------------------------
+    def _fit(self, ctx: Context) -> None:
+        """SMS and USSD get one text per turn within their budget; a longer one is paginated (98)."""
+        if ctx.channel == Channel.TELEGRAM:
+            return
+        strip = ctx.config.strip_diacritics
+        reply = merge(ctx.turn.replies)
+        ctx.turn.replies = [reply]
+        if fits(ctx.channel, reply, ctx.turn.end, strip=strip):
+            return
+        more = Option(MORE_KEY, ctx.t("common.more"))
+        pages = paginate(reply.text, reply.options, more, lambda r: fits(ctx.channel, r, False, strip=strip))
+        ctx.turn.replies = [pages[0]]
+        ctx.state.pages = [Page(p.text, [(o.key, o.label) for o in p.options]) for p in pages[1:]]
+        if ctx.turn.end and ctx.state.pages:
+            ctx.turn.end = False  # the session ends with the last page
+            ctx.state.pages[-1].end = True

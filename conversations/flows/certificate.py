@@ -1,0 +1,105 @@
+"""The certificate: a link by SMS to the registered phone (SMS, USSD), the QR image itself on
+Telegram; and the short certificate code by SMS (`MA`)."""
+
+from __future__ import annotations
+
+from conversations.context import Context
+from conversations.flows.status import product_name
+from conversations.model import Certificate, Channel, Reply
+from conversations.ports import CertificateCodePort
+from conversations.text import ddmmyyyy
+from outbox.store import OutboundMessage
+from registry_client.identity import mask_phone
+
+
+async def begin(ctx: Context) -> None:
+    assert ctx.state.person_id is not None
+    person = await ctx.person(ctx.state.person_id)
+    doses = await ctx.registry.list_doses(person.id)
+    certificates = ctx.services.certificates
+    if not doses:
+        ctx.say("cert.no_doses")
+        ctx.finish()
+        return
+    if certificates is None:
+        ctx.say("cert.unavailable")
+        ctx.finish()
+        return
+    link = certificates.make_link(person.id)
+    if ctx.channel == Channel.TELEGRAM:
+        issued = await certificates.issue(person, doses)
+        caption = ctx.t(
+            "cert.caption",
+            name=person.full_name,
+            dob=ddmmyyyy(person.date_of_birth),
+            doses="; ".join(
+                ctx.t(
+                    "cert.caption_dose",
+                    number=d.dose_number,
+                    product=product_name(d.product),
+                    date=ddmmyyyy(d.administered_on),
+                )
+                for d in doses
+            ),
+        )
+        ctx.turn.replies.append(
+            Reply(
+                caption, certificate=Certificate(png=issued.png, hc1=issued.hc1, link=link, caption=caption)
+            )
+        )
+        ctx.audit("certificate.issue", person.id, f"telegram {issued.uvci}")
+        ctx.finish()
+        return
+    phone = person.registered_phone
+    if phone is None:
+        ctx.say("cert.no_phone")
+        ctx.finish()
+        return
+    ctx.send(
+        OutboundMessage(
+            channel="sms",
+            address=phone,
+            kind="link",
+            template="sms.cert_link",
+            params={"name": person.full_name, "link": link, "days": ctx.config.cert_link_ttl_days},
+            language=ctx.lang,
+        )
+    )
+    ctx.audit("certificate.link", person.id, f"sms to {mask_phone(phone)}")
+    ctx.say("cert.sent", phone=mask_phone(phone))
+    ctx.finish(end=True)
+
+
+async def begin_code(ctx: Context) -> None:
+    """`MA`/`CODE`: the certificate code by SMS to the registered phone."""
+    assert ctx.state.person_id is not None
+    person = await ctx.person(ctx.state.person_id)
+    doses = await ctx.registry.list_doses(person.id)
+    certificates = ctx.services.certificates
+    if not doses:
+        ctx.say("cert.no_doses")
+        ctx.finish()
+        return
+    if not isinstance(certificates, CertificateCodePort):
+        ctx.say("cert.unavailable")
+        ctx.finish()
+        return
+    phone = person.registered_phone
+    if phone is None:
+        ctx.say("cert.no_phone")
+        ctx.finish()
+        return
+    code = await certificates.code_for(person, doses)
+    ctx.send(
+        OutboundMessage(
+            channel="sms",
+            address=phone,
+            kind="code",
+            template="sms.cert_code",
+            params={"name": person.full_name, "code": code},
+            language=ctx.lang,
+        )
+    )
+    ctx.audit("certificate.code", person.id, f"sms to {mask_phone(phone)}")
+    ctx.say("cert.code_sent", phone=mask_phone(phone))
+    ctx.finish(end=True)

@@ -1,0 +1,93 @@
+"""Checking a report: by reference (`KQ PA-7K3D-9Q`), or the person's open reports. A report is
+shown only to the channel identity it came from or to someone bound to its person."""
+
+from __future__ import annotations
+
+from conversations.context import Context
+from conversations.flows.report import site_name
+from conversations.text import ddmmyyyy
+from registry_client.errors import RecordNotFound
+from registry_client.models import OPEN_STATUSES, CaseStatus, CorrectionCase, CorrectionQuery
+from registry_client.refs import parse_case_ref
+
+NAME = "check"
+
+
+async def begin(ctx: Context, argument: str | None) -> None:
+    """With a reference: its state. Without: the open reports of the person when one is bound
+    (USSD menu 4), else ask for a reference."""
+    if argument:
+        await show_ref(ctx, argument)
+        return
+    bound = await ctx.bound_persons()
+    if ctx.state.person_id in bound or len(bound) == 1:
+        from conversations.flows.run import with_person
+
+        await with_person(ctx, "check")
+        return
+    ctx.start_flow(NAME, "ref")
+    await prompt(ctx, "ref")
+
+
+async def begin_for_person(ctx: Context) -> None:
+    assert ctx.state.person_id is not None
+    cases = await ctx.registry.list_corrections(
+        CorrectionQuery(statuses=frozenset(OPEN_STATUSES), person_id=ctx.state.person_id, limit=10)
+    )
+    ctx.audit("case.list", ctx.state.person_id)
+    ctx.start_flow(NAME, "ref")
+    lines = [ctx.t("check.list_title")] if cases else [ctx.t("check.none_open")]
+    for case in cases:
+        lines.append(await _describe(ctx, case))
+    lines.append(ctx.t("check.ask_ref"))
+    ctx.ask("\n".join(lines))
+
+
+async def prompt(ctx: Context, step: str) -> None:
+    ctx.ask(ctx.t("check.ask_ref"))
+
+
+async def handle(ctx: Context, step: str, text: str) -> None:
+    await show_ref(ctx, text)
+
+
+async def show_ref(ctx: Context, text: str) -> None:
+    ref = parse_case_ref(text)
+    if ref is None:
+        ctx.start_flow(NAME, "ref")
+        ctx.ask(ctx.t("check.bad_ref"))
+        return
+    try:
+        case = await ctx.registry.get_correction(ref)
+    except RecordNotFound:
+        case = None
+    if case is None or not await _may_see(ctx, case):
+        ctx.say("check.not_found", ref=ref)
+        ctx.finish()
+        return
+    ctx.audit("case.view", case.person_id, case.ref)
+    ctx.ask(await _describe(ctx, case), back=False)
+    ctx.finish()
+
+
+async def _may_see(ctx: Context, case: CorrectionCase) -> bool:
+    if case.channel == ctx.channel.value and case.channel_address == ctx.address:
+        return True
+    if ctx.caller_phone is not None and ctx.caller_phone in (case.contact_phone, case.channel_address):
+        return True
+    return case.person_id is not None and case.person_id in await ctx.bound_persons()
+
+
+async def _describe(ctx: Context, case: CorrectionCase) -> str:
+    due = ddmmyyyy(case.due_on)
+    if case.queued:
+        return ctx.t("check.queued", ref=case.ref)
+    if case.status == CaseStatus.APPROVED:
+        when = case.resolved_at.date() if case.resolved_at else case.updated_at.date()
+        return ctx.t("check.approved", ref=case.ref, date=ddmmyyyy(when))
+    if case.status == CaseStatus.REJECTED:
+        return ctx.t("check.rejected", ref=case.ref, note=case.resolution_note or "")
+    if case.site_code is None:
+        return ctx.t("check.open_hotline", ref=case.ref, due=due)
+    key = "check.in_review" if case.status == CaseStatus.IN_REVIEW else "check.open"
+    return ctx.t(key, ref=case.ref, site=await site_name(ctx, case.site_code), due=due)

@@ -1,0 +1,47 @@
+"""SMS keywords (INTERFACES §7), case- and accent-insensitive, Vietnamese and English."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from conversations.text import fold
+
+KEYWORDS: dict[str, str] = {
+    "hd": "help",
+    "help": "help",
+    "dk": "login",
+    "login": "login",
+    "mui": "status",
+    "status": "status",
+    "qr": "certificate",
+    "cert": "certificate",
+    "pa": "report",
+    "report": "report",
+    "kq": "check",
+    "check": "check",
+    "ma": "code",
+    "code": "code",
+    "kt": "verify",
+    "verify": "verify",
+    "tv": "lang_vi",
+    "en": "lang_en",
+}
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    argument: str | None = None
+
+
+def parse_keyword(text: str) -> Command | None:
+    """`mũi` → status; `DK 001085012345 14031985` → login with the rest as argument."""
+    folded = fold(text)
+    if not folded:
+        return None
+    first, _, rest = folded.partition(" ")
+    name = KEYWORDS.get(first.strip(".,:;!?"))
+    if name is None:
+        return None
+    argument = text.strip().split(None, 1)[1].strip() if rest else None
+    return Command(name, argument or None)

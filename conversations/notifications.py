@@ -1,0 +1,119 @@
+"""Telling citizens what happened to their report, on the channel the report came from.
+
+`CaseNotifier` lives at `app.state.case_notifier`. Every message has an idempotency key
+(`case:{ref}:{status}`, `case:{ref}:still:{day}`) so each is sent exactly once, whoever asks
+(the console on resolve, the escalation job, or `sweep_resolved` for cases closed by an import).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from conversations.ports import CertificatePort
+from outbox.store import OutboundMessage, Outbox
+from registry_client.clock import Clock, utc_now
+from registry_client.errors import RecordNotFound
+from registry_client.models import CaseStatus, CorrectionCase, CorrectionQuery
+from registry_client.protocol import Registry
+
+log = logging.getLogger(__name__)
+
+
+class CaseNotifier:
+    def __init__(
+        self,
+        outbox: Outbox,
+        registry: Registry,
+        *,
+        certificates: CertificatePort | None = None,
+        sweep_days: int = 3,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.outbox, self.registry, self.certificates = outbox, registry, certificates
+        self.sweep_days, self.clock = sweep_days, clock
+
+    async def _target(self, case: CorrectionCase) -> tuple[str, str] | None:
+        """(outbox channel, address): SMS/USSD → SMS to the reporting phone; Telegram → that chat;
+        console → SMS to the contact phone, else the person's registered phone."""
+        if case.channel in ("sms", "ussd") and case.channel_address:
+            return "sms", case.channel_address
+        if case.channel == "telegram" and case.channel_address:
+            return "telegram", case.channel_address
+        if case.contact_phone:
+            return "sms", case.contact_phone
+        if case.person_id:
+            try:
+                phone = (await self.registry.get_person(case.person_id)).registered_phone
+            except RecordNotFound:
+                phone = None
+            if phone:
+                return "sms", phone
+        return None
+
+    async def notify_resolved(self, case: CorrectionCase, certificate_link: str | None = None) -> bool:
+        """Enqueues the outcome once per case and status. True when a message was added now."""
+        if case.is_open:
+            return False
+        target = await self._target(case)
+        if target is None:
+            log.warning("case %s resolved but no channel to tell the citizen", case.ref)
+            return False
+        if case.status == CaseStatus.APPROVED:
+            template = "sms.case_approved_link" if certificate_link else "sms.case_approved"
+        else:
+            template = "sms.case_rejected"
+        params = {"ref": case.ref, "note": case.resolution_note or "-", "link": certificate_link or ""}
+        added = await self.outbox.put(
+            OutboundMessage(
+                channel=target[0],
+                address=target[1],
+                kind="notification",
+                template=template,
+                params=params,
+                language=case.language or "vi",
+                idempotency_key=f"case:{case.ref}:{case.status.value}",
+            )
+        )
+        return added is not None
+
+    async def notify_still_handling(self, case: CorrectionCase, handler_name: str) -> bool:
+        """An overdue case: "still being handled by …", at most once per case per day."""
+        if not case.is_open:
+            return False
+        target = await self._target(case)
+        if target is None:
+            return False
+        day = self.clock().date().isoformat()
+        added = await self.outbox.put(
+            OutboundMessage(
+                channel=target[0],
+                address=target[1],
+                kind="notification",
+                template="sms.case_still_handling",
+                params={"ref": case.ref, "handler": handler_name},
+                language=case.language or "vi",
+                idempotency_key=f"case:{case.ref}:still:{day}",
+            )
+        )
+        return added is not None
+
+    async def sweep_resolved(self) -> int:
+        """Background tick: tells the citizens of cases resolved in the last days that nobody told
+        yet (a dose import closes cases without notifying). Returns how many were told now."""
+        since = self.clock() - timedelta(days=self.sweep_days)
+        cases = await self.registry.list_corrections(
+            CorrectionQuery(
+                statuses=frozenset({CaseStatus.APPROVED, CaseStatus.REJECTED}),
+                resolved_since=since,
+                limit=500,
+            )
+        )
+        told = 0
+        for case in cases:
+            link = None
+            if case.status == CaseStatus.APPROVED and case.person_id and self.certificates is not None:
+                link = self.certificates.make_link(case.person_id)
+            if await self.notify_resolved(case, link):
+                told += 1
+        return told

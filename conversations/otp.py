@@ -1,0 +1,242 @@
+"""One-time codes: 6 digits from `secrets`, stored as HMAC-SHA256, checked in constant time.
+
+Limits (ISSUE 4): valid `ttl` seconds; 5 wrong tries (across codes) lock that person's login for
+15 minutes; a new code only 60 s after the previous one; at most 5 codes an hour per person and
+per destination phone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from conversations.effects import Effect
+from conversations.limits import RateCounters
+from conversations.tables import OtpChallengeRow
+from registry_client.clock import Clock, as_utc, utc_now
+
+CODE_DIGITS = 6
+MAX_WRONG = 5
+LOCK = timedelta(minutes=15)
+RESEND_AFTER = timedelta(seconds=60)
+MAX_PER_HOUR = 5
+HOUR = timedelta(hours=1)
+
+CodeGenerator = Callable[[], str]
+
+
+def random_code() -> str:
+    return f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+
+
+def looks_like_code(text: str) -> bool:
+    digits = text.replace(" ", "")
+    return len(digits) == CODE_DIGITS and digits.isdigit()
+
+
+@dataclass(frozen=True)
+class Refusal:
+    key: str  # catalogue key
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Challenge:
+    id: int
+    nonce: str
+    person_id: str
+    phone: str
+    code_hash: str
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    outcome: str  # ok | wrong | expired | locked
+    left: int = 0
+    effects: tuple[Effect, ...] = ()
+
+
+class OtpService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[Any],
+        secret: bytes,
+        ttl_seconds: int,
+        *,
+        clock: Clock = utc_now,
+        generate: CodeGenerator = random_code,
+    ) -> None:
+        self.sessions, self.secret, self.ttl = sessions, secret, timedelta(seconds=ttl_seconds)
+        self.clock, self.generate = clock, generate
+        self.counters = RateCounters(sessions, clock)
+
+    def _hash(self, nonce: str, code: str) -> str:
+        return hmac.new(self.secret, f"{nonce}:{code}".encode(), hashlib.sha256).hexdigest()
+
+    @staticmethod
+    def _fail_key(person_id: str) -> str:
+        return f"otp-fail:{person_id}"
+
+    async def pending_for(self, channel: str, address: str) -> Challenge | None:
+        """The caller's newest code that is not used, replaced or burnt (it may have expired)."""
+        async with self.sessions() as db:
+            row = await db.scalar(
+                select(OtpChallengeRow)
+                .where(
+                    OtpChallengeRow.channel == channel,
+                    OtpChallengeRow.address == address,
+                    OtpChallengeRow.closed_at.is_(None),
+                )
+                .order_by(OtpChallengeRow.id.desc())
+                .limit(1)
+            )
+        if row is None:
+            return None
+        return Challenge(
+            row.id,
+            row.nonce,
+            row.person_id,
+            row.phone,
+            row.code_hash,
+            as_utc(row.created_at),
+            as_utc(row.expires_at),
+        )
+
+    async def has_live_code(self, channel: str, address: str) -> bool:
+        challenge = await self.pending_for(channel, address)
+        return challenge is not None and challenge.expires_at > self.clock()
+
+    async def lock_seconds(self, person_id: str) -> int:
+        return (await self.counters.read(self._fail_key(person_id), LOCK))[1]
+
+    async def refusal(self, person_id: str, phone: str) -> Refusal | None:
+        """Why no code may be sent now (locked, too soon, too many), or None."""
+        locked = await self.lock_seconds(person_id)
+        if locked:
+            return Refusal("login.locked", {"minutes": math.ceil(locked / 60)})
+        now = self.clock()
+        async with self.sessions() as db:
+            by_person = (
+                await db.execute(
+                    select(
+                        func.count(),
+                        func.max(OtpChallengeRow.created_at),
+                        func.min(OtpChallengeRow.created_at),
+                    ).where(OtpChallengeRow.person_id == person_id, OtpChallengeRow.created_at > now - HOUR)
+                )
+            ).one()
+            by_phone = (
+                await db.execute(
+                    select(func.count(), func.min(OtpChallengeRow.created_at)).where(
+                        OtpChallengeRow.phone == phone, OtpChallengeRow.created_at > now - HOUR
+                    )
+                )
+            ).one()
+        count, newest, oldest = by_person
+        if newest is not None and now - as_utc(newest) < RESEND_AFTER:
+            wait = RESEND_AFTER - (now - as_utc(newest))
+            return Refusal("login.resend_wait", {"seconds": max(1, math.ceil(wait.total_seconds()))})
+        for n, first in ((count, oldest), (by_phone[0], by_phone[1])):
+            if n >= MAX_PER_HOUR and first is not None:
+                free = as_utc(first) + HOUR - now
+                return Refusal(
+                    "login.too_many_codes", {"minutes": max(1, math.ceil(free.total_seconds() / 60))}
+                )
+        return None
+
+    def issue(self, person_id: str, phone: str, channel: str, address: str) -> tuple[str, Effect]:
+        """A new code for `person_id`, to be sent to `phone`; replaces the caller's previous one."""
+        code = self.generate()
+        nonce = secrets.token_hex(12)
+        code_hash = self._hash(nonce, code)
+        now = self.clock()
+        expires = now + self.ttl
+
+        async def apply(db: AsyncSession) -> None:
+            await db.execute(
+                update(OtpChallengeRow)
+                .where(
+                    OtpChallengeRow.channel == channel,
+                    OtpChallengeRow.address == address,
+                    OtpChallengeRow.closed_at.is_(None),
+                )
+                .values(closed_at=now)
+            )
+            db.add(
+                OtpChallengeRow(
+                    nonce=nonce,
+                    person_id=person_id,
+                    channel=channel,
+                    address=address,
+                    phone=phone,
+                    code_hash=code_hash,
+                    attempts=0,
+                    created_at=now,
+                    expires_at=expires,
+                )
+            )
+
+        return code, apply
+
+    async def check(self, challenge: Challenge, typed: str) -> CheckResult:
+        now = self.clock()
+        if challenge.expires_at <= now:
+            return CheckResult("expired", effects=(self._close(challenge.id, now),))
+        fail_key = self._fail_key(challenge.person_id)
+        failures, locked = await self.counters.read(fail_key, LOCK)
+        if locked:
+            return CheckResult("locked", effects=(self._close(challenge.id, now),))
+        candidate = self._hash(challenge.nonce, typed.replace(" ", ""))
+        if hmac.compare_digest(candidate, challenge.code_hash):
+            return CheckResult("ok", effects=(self._close(challenge.id, now), self.counters.reset(fail_key)))
+        left = MAX_WRONG - failures - 1
+        effects: list[Effect] = [
+            self._count_attempt(challenge.id),
+            self.counters.hit(fail_key, limit=MAX_WRONG, window=LOCK, block=LOCK),
+        ]
+        if left <= 0:
+            effects.append(self._close_person(challenge.person_id, now))
+            return CheckResult("locked", effects=tuple(effects))
+        return CheckResult("wrong", left=left, effects=tuple(effects))
+
+    @staticmethod
+    def _close(challenge_id: int, now: datetime) -> Effect:
+        async def apply(db: AsyncSession) -> None:
+            await db.execute(
+                update(OtpChallengeRow).where(OtpChallengeRow.id == challenge_id).values(closed_at=now)
+            )
+
+        return apply
+
+    @staticmethod
+    def _close_person(person_id: str, now: datetime) -> Effect:
+        async def apply(db: AsyncSession) -> None:
+            await db.execute(
+                update(OtpChallengeRow)
+                .where(OtpChallengeRow.person_id == person_id, OtpChallengeRow.closed_at.is_(None))
+                .values(closed_at=now)
+            )
+
+        return apply
+
+    @staticmethod
+    def _count_attempt(challenge_id: int) -> Effect:
+        async def apply(db: AsyncSession) -> None:
+            await db.execute(
+                update(OtpChallengeRow)
+                .where(OtpChallengeRow.id == challenge_id)
+                .values(attempts=OtpChallengeRow.attempts + 1)
+            )
+
+        return apply

@@ -1,0 +1,74 @@
+"""A conversation's state between turns, stored as JSON in `conversation_sessions.state`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from conversations.model import Option, Reply
+
+
+@dataclass
+class Page:
+    text: str
+    options: list[tuple[str, str]] = field(default_factory=list)
+    end: bool = False  # USSD: the session ends with this page
+
+
+@dataclass
+class SessionState:
+    language: str = "vi"
+    person_id: str | None = None  # the person this conversation is about (a bound one)
+    flow: str | None = None  # None: the main menu
+    step: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)  # the current flow's answers so far
+    back: list[str] = field(default_factory=list)  # steps of the current flow to go back to with 0
+    pages: list[Page] = field(default_factory=list)  # the rest of a long answer (98)
+    ussd_chain: list[str] = field(default_factory=list)  # USSD inputs of this session already processed
+    last_replies: list[dict[str, Any]] = field(default_factory=list)  # for a replayed USSD request
+    last_end: bool = False
+    resume: dict[str, Any] | None = None  # a dropped USSD session's flow, offered for resumption
+    last_ref: str | None = None  # the newest report filed here (photos sent later attach to it)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> SessionState:
+        if not data:
+            return cls()
+        state = cls()
+        for key, value in data.items():
+            if key == "pages":
+                state.pages = [
+                    Page(p["text"], [(k, v) for k, v in p.get("options", [])], bool(p.get("end")))
+                    for p in value
+                ]
+            elif hasattr(state, key):
+                setattr(state, key, value)
+        return state
+
+    def clear_flow(self) -> None:
+        self.flow, self.step, self.data, self.back, self.pages = None, None, {}, [], []
+
+    @property
+    def in_flow(self) -> bool:
+        return self.flow is not None
+
+
+def replies_to_json(replies: list[Reply]) -> list[dict[str, Any]]:
+    return [
+        {"text": r.text, "options": [[o.key, o.label] for o in r.options], "ask_contact": r.ask_contact}
+        for r in replies
+    ]
+
+
+def replies_from_json(data: list[dict[str, Any]]) -> list[Reply]:
+    return [
+        Reply(
+            text=r["text"],
+            options=tuple(Option(k, v) for k, v in r.get("options", [])),
+            ask_contact=bool(r.get("ask_contact")),
+        )
+        for r in data
+    ]

@@ -1,0 +1,217 @@
+"""One batch of valid import rows against the registry: decide each row, then write set-at-a-time.
+
+Per batch: one query each for the persons, doses and contacts already stored, decisions in
+Python (the same code on SQLite and PostgreSQL), then bulk inserts of the new sites, persons,
+doses and contacts, and the closing of the correction cases that the new doses answer.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from registry_client.embedded.dose_matching import (
+    DoseData,
+    case_closed_by_dose,
+    differing_fields,
+    dose_data,
+    import_resolution_note,
+)
+from registry_client.embedded.import_report import ImportSummary
+from registry_client.embedded.import_rows import ImportRow
+from registry_client.embedded.import_store import ImportStore, PersonKey
+
+R_SITE_NAME = "site_name is required for a new site_code"
+R_OTHER_DOB = "national_id is on record with another date_of_birth"
+R_CONFLICT = "conflicts with the stored dose"
+R_RACE = "dose recorded by someone else during the import"
+W_NAME = "full_name differs from the name on record; kept the name on record"
+W_SEX = "sex differs from the record; kept the recorded sex"
+W_OLD_PHONE = "phone was removed from this person's contacts earlier; not added again"
+
+Rejection = tuple[int, list[str], list[str]]  # line, original fields, reasons
+
+
+def _same_name(a: str, b: str) -> bool:
+    return unicodedata.normalize("NFC", a).casefold() == unicodedata.normalize("NFC", b).casefold()
+
+
+@dataclass(eq=False, slots=True)
+class _Person:
+    """A person of this batch, stored already (id known) or new (id after the insert)."""
+
+    national_id: str
+    date_of_birth: date
+    full_name: str
+    sex: str | None
+    id: int = 0
+    is_new: bool = False
+    current_phones: set[str] = field(default_factory=set)
+    retired_phones: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Plan:
+    persons: dict[PersonKey, _Person] = field(default_factory=dict)
+    doses: dict[tuple[_Person, int], DoseData] = field(default_factory=dict)
+    new_doses: list[tuple[_Person, ImportRow, str]] = field(default_factory=list)  # person, row, site
+    new_contacts: list[tuple[_Person, str]] = field(default_factory=list)
+    new_sites: dict[str, tuple[str, str]] = field(default_factory=dict)  # folded code → (code, name)
+    unchanged: int = 0
+
+
+class BatchWriter:
+    """Applies batches to the registry through `store`; counts into `summary`."""
+
+    def __init__(self, store: ImportStore, summary: ImportSummary) -> None:
+        self.store = store
+        self.summary = summary
+        self.sites = {code.casefold(): code for code in store.sites()}
+
+    def apply(self, rows: list[ImportRow], now: datetime) -> list[Rejection]:
+        """Decides and writes `rows` (inside the caller's transaction); answers the rejected ones."""
+        rejected: list[Rejection] = []
+        plan = self._load(rows)
+        for row in rows:
+            reason = self._decide(plan, row)
+            if reason is not None:
+                rejected.append((row.line, row.fields, [reason]))
+        self._write(plan, now, rejected)
+        return rejected
+
+    # -- reading what is stored ---------------------------------------------------------------
+    def _load(self, rows: list[ImportRow]) -> _Plan:
+        plan = _Plan()
+        stored = self.store.persons_by_national_id(sorted({r.national_id for r in rows}))
+        by_id: dict[int, _Person] = {}
+        for p in stored:
+            person = _Person(p.national_id, p.date_of_birth, p.full_name, p.sex, id=p.id)
+            plan.persons[(p.national_id, p.date_of_birth)] = person
+            by_id[p.id] = person
+        self._other_dob = {p.national_id for p in stored}
+        wanted = {(r.national_id, r.date_of_birth) for r in rows}
+        ids = sorted(p.id for p in by_id.values() if (p.national_id, p.date_of_birth) in wanted)
+        for d in self.store.doses_of(ids):
+            plan.doses[(by_id[d.person_id], d.dose_number)] = dose_data(
+                d.product, d.administered_on, d.site_code, d.lot
+            )
+        for pid, phone, current in self.store.contacts_of(ids):
+            (by_id[pid].current_phones if current else by_id[pid].retired_phones).add(phone)
+        for person in by_id.values():
+            person.retired_phones -= person.current_phones
+        return plan
+
+    # -- one row --------------------------------------------------------------------------------
+    def _decide(self, plan: _Plan, row: ImportRow) -> str | None:
+        folded = row.site_code.casefold()
+        site_code = self.sites.get(folded)
+        new_site = None
+        if site_code is None:
+            pending = plan.new_sites.get(folded)
+            if pending is not None:
+                site_code = pending[0]
+            elif row.site_name:
+                site_code, new_site = row.site_code, (row.site_code, row.site_name)
+            else:
+                return R_SITE_NAME
+        key = (row.national_id, row.date_of_birth)
+        person = plan.persons.get(key)
+        fresh = person is None
+        if person is None:
+            if row.national_id in self._other_dob:
+                return R_OTHER_DOB
+            person = _Person(row.national_id, row.date_of_birth, row.full_name, row.sex, is_new=True)
+        data = dose_data(row.product, row.administered_on, site_code, row.lot)
+        stored = plan.doses.get((person, row.dose_number))
+        if stored is not None and stored != data:
+            return (
+                f"{R_CONFLICT}: dose {row.dose_number} differs in {', '.join(differing_fields(stored, data))}"
+            )
+        # accepted from here on
+        if fresh:
+            plan.persons[key] = person
+            self._other_dob.add(row.national_id)
+        if new_site is not None:
+            plan.new_sites[folded] = new_site
+        if stored is None:
+            plan.doses[(person, row.dose_number)] = data
+            plan.new_doses.append((person, row, site_code))
+        else:
+            plan.unchanged += 1
+        if not fresh:
+            if not _same_name(person.full_name, row.full_name):
+                self.summary.warn(row.line, W_NAME)
+            if person.sex and person.sex != row.sex:
+                self.summary.warn(row.line, W_SEX)
+        if row.phone and row.phone not in person.current_phones:
+            if row.phone in person.retired_phones:
+                self.summary.warn(row.line, W_OLD_PHONE)
+            else:
+                person.current_phones.add(row.phone)
+                plan.new_contacts.append((person, row.phone))
+        return None
+
+    # -- writing --------------------------------------------------------------------------------
+    def _write(self, plan: _Plan, now: datetime, rejected: list[Rejection]) -> None:
+        store, summary = self.store, self.summary
+        if plan.new_sites:
+            store.insert_sites(list(plan.new_sites.values()))
+            summary.sites_created += len(plan.new_sites)
+            self.sites.update((folded, code) for folded, (code, _name) in plan.new_sites.items())
+        new_persons = [p for p in plan.persons.values() if p.is_new]
+        if new_persons:
+            ids = store.insert_persons(
+                [(p.national_id, p.date_of_birth, p.full_name, p.sex or "") for p in new_persons], now
+            )
+            for p in new_persons:
+                p.id = ids[(p.national_id, p.date_of_birth)]
+            summary.persons_created += len(new_persons)
+        inserted = store.insert_doses(
+            [
+                (p.id, r.dose_number, r.product, r.lot, r.administered_on, site)
+                for p, r, site in plan.new_doses
+            ],
+            now,
+        )
+        added: dict[int, list[int]] = defaultdict(list)
+        for p, r, _site in plan.new_doses:
+            if (p.id, r.dose_number) in inserted:
+                added[p.id].append(r.dose_number)
+            else:
+                rejected.append((r.line, r.fields, [R_RACE]))
+        summary.doses_added += sum(len(v) for v in added.values())
+        summary.unchanged += plan.unchanged
+        if plan.new_contacts:
+            store.insert_contacts([(p.id, phone) for p, phone in plan.new_contacts], now)
+            summary.contacts_added += len(plan.new_contacts)
+        if added:
+            self._close_cases(plan, added, now)
+
+    def _close_cases(self, plan: _Plan, added: dict[int, list[int]], now: datetime) -> None:
+        persons = {p.id: p for p in plan.persons.values() if p.id in added}
+        national_ids = sorted({p.national_id for p in persons.values()})
+        for case in self.store.open_cases(sorted(added), national_ids):
+            person_id = case.person_id
+            if person_id is None:
+                claimed = (case.claimed_national_id or "", case.claimed_date_of_birth)
+                person = plan.persons.get(claimed) if claimed[1] is not None else None  # type: ignore[arg-type]
+                if person is None or person.id not in added:
+                    continue
+                if not self.store.link_case(case.ref, person.id, now):
+                    continue
+                self.summary.cases_linked += 1
+                person_id = person.id
+            number = next(
+                (
+                    n
+                    for n in sorted(added.get(person_id, ()))
+                    if case_closed_by_dose(case.status, case.doses_concerned, n)
+                ),
+                None,
+            )
+            if number is not None and self.store.approve_case(case.ref, import_resolution_note(number), now):
+                self.summary.cases_closed += 1
+                if len(self.summary.closed_refs) < 100:
+                    self.summary.closed_refs.append(case.ref)

@@ -1,0 +1,1 @@
+"""SMS (Twilio) and USSD (Africa's Talking format) adapters, the outbox sender, the simulator."""

@@ -1,0 +1,40 @@
+"""How the SMS/USSD channel plugs into the app (app.py's "channels" section)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from conversations.outbound import make_renderer
+from outbox.worker import OutboxWorker, Sender
+from settings import Settings
+from sms_gateway.sender import TwilioSender
+
+Background = list[tuple[str, float, Callable[[], Awaitable[object]]]]
+
+
+def wire_sms(settings: Settings, state: Any, background: Background) -> None:
+    """`state.outbox_worker` sends the outbox: {"sms": TwilioSender, or None (kept locally for the
+    simulator and console) when Twilio is not configured}. The Telegram channel adds its sender
+    with `state.outbox_worker.senders["telegram"] = …`."""
+    sms_sender: Sender | None = TwilioSender(settings) if settings.twilio_enabled else None
+    state.sms_sender = sms_sender
+    state.outbox_worker = OutboxWorker(
+        state.outbox,
+        {"sms": sms_sender},
+        make_renderer(strip_sms_diacritics=settings.sms_strip_diacritics, hotline=settings.hotline_number),
+    )
+    background.append(("outbox", settings.outbox_poll_seconds, _drain(state.outbox_worker)))
+
+
+def _drain(worker: OutboxWorker) -> Callable[[], Awaitable[object]]:
+    async def tick() -> int:
+        """Sends everything due (batch after batch), then waits for the next interval."""
+        total = 0
+        while (sent := await worker.run_once()) > 0:
+            total += sent
+            if total >= 500:
+                break
+        return total
+
+    return tick

@@ -1,0 +1,224 @@
+"""The console's JSON API (INTERFACES §3): bearer tokens for call-centre software, sending a
+certificate link, the correction queue, resolving a report. Same permissions as the pages."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from registry_client.clock import utc_now
+from registry_client.errors import InvalidRequest, RecordNotFound
+from registry_client.identity import mask_phone, normalize_national_id
+from registry_client.models import OPEN_STATUSES, AuditEntry, CaseStatus, CorrectionCase, CorrectionQuery
+from web.console import casework, hotline
+from web.console.access import HOTLINE, LoginRequired, queue_scope
+from web.console.auth import LoginOutcome
+from web.console.casework import DoseInput
+from web.console.citizen import NoAddress, ServiceMissing
+from web.console.hotline import InputProblem
+from web.console.routing import console_router
+from web.console.sla import sla_state
+from web.console.users import ConsoleUser, Role
+
+router = console_router(include_in_schema=True, tags=["console API"])
+
+
+def problem(status: int, detail: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
+
+
+async def api_user(request: Request) -> ConsoleUser:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    user = await request.app.state.console.auth.token_user(token.strip()) if scheme.lower() == "bearer" else None
+    if user is None:
+        raise LoginRequired(request.url.path)  # 401 under /api/
+    return user
+
+
+ApiUser = Annotated[ConsoleUser, Depends(api_user)]
+
+
+# -- tokens ------------------------------------------------------------------------------------
+class TokenRequest(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+@router.post("/api/agent/token")
+async def token(request: Request, body: TokenRequest) -> JSONResponse:
+    console = request.app.state.console
+    client_ip = request.client.host if request.client else "unknown"
+    result = await console.auth.login(body.username, body.password, client_ip)
+    if result.outcome == LoginOutcome.LOCKED:
+        return problem(429, "locked", **{"Retry-After": str(result.retry_after)})
+    if result.outcome != LoginOutcome.OK or result.user is None:
+        return problem(401, "bad_credentials", **{"WWW-Authenticate": "Bearer"})
+    value, expires = await console.auth.issue_token(result.user)
+    await console.registry.audit(AuditEntry(result.user.actor, "api.token", None, client_ip))
+    return JSONResponse(
+        {
+            "token": value,
+            "token_type": "bearer",
+            "expires_at": expires.isoformat(),
+            "expires_in": int((expires - utc_now()).total_seconds()),
+        }
+    )
+
+
+# -- send link ---------------------------------------------------------------------------------
+class SendLinkRequest(BaseModel):
+    national_id: str = Field(max_length=40)
+    date_of_birth: str = Field(max_length=20, description="YYYY-MM-DD (DDMMYYYY accepted)")
+    channel: Literal["sms", "telegram"] = "sms"
+
+
+@router.post("/api/agent/send-link", status_code=202)
+async def send_link(request: Request, body: SendLinkRequest, user: ApiUser) -> JSONResponse:
+    console = request.app.state.console
+    if user.role not in (Role.AGENT, Role.ADMIN):
+        return problem(403, "forbidden")
+    national_id = normalize_national_id(body.national_id)
+    if national_id is None:
+        return problem(422, "national_id must be a 12-digit CCCD or a 9-digit CMND")
+    born = hotline.parse_date_of_birth(body.date_of_birth)
+    if born is None:
+        return problem(422, "date_of_birth must be a date as YYYY-MM-DD")
+    try:
+        person = await console.registry.find_person(national_id, born)
+    except RecordNotFound:
+        await console.registry.audit(AuditEntry(user.actor, "api.send_link", None, "no such person"))
+        return problem(404, "no person with this national ID and date of birth")
+    if not await console.registry.list_doses(person.id):
+        return problem(409, "this person has no dose on record, so there is no certificate to send")
+    try:
+        sent = await hotline.send_link(console, user, person.id, body.channel)
+    except NoAddress as exc:
+        reason = "no phone on record for this person" if exc.key == "no_phone" else "no Telegram chat bound to this person"
+        return problem(409, reason)
+    except ServiceMissing:
+        return problem(503, "the certificate service is not available")
+    return JSONResponse({"status": "queued", "channel": sent.channel, "sent_to": sent.shown_address}, status_code=202)
+
+
+# -- corrections -------------------------------------------------------------------------------
+def case_json(case: CorrectionCase, today: date) -> dict[str, Any]:
+    def iso(value: date | datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "ref": case.ref,
+        "status": case.status.value,
+        "kind": case.kind.value,
+        "doses_concerned": case.doses_concerned.value if case.doses_concerned else None,
+        "site_code": case.site_code,
+        "due_on": iso(case.due_on),
+        "sla_state": sla_state(case, today).value,
+        "created_at": iso(case.created_at),
+        "resolved_at": iso(case.resolved_at),
+        "resolution_note": case.resolution_note,
+        "channel": case.channel,
+        "person": {
+            "name": case.claimed_name,
+            "date_of_birth": iso(case.claimed_date_of_birth),
+            "national_id_masked": (case.claimed_national_id or "")[:3] + "******" + (case.claimed_national_id or "")[-3:]
+            if case.claimed_national_id
+            else None,
+        },
+        "contact_phone_masked": mask_phone(case.contact_phone) if case.contact_phone else None,
+        "claimed": {
+            "administered_on": iso(case.claimed.administered_on),
+            "vaccine": case.claimed.vaccine,
+            "site": case.claimed.site,
+            "lot": case.claimed.lot,
+        },
+        "workplace": case.workplace,
+        "description": case.description,
+        "attachments": [
+            {
+                "id": a.id,
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "url": f"/agent/cases/{case.ref}/attachments/{a.id}",
+            }
+            for a in case.attachments
+        ],
+    }
+
+
+@router.get("/api/corrections")
+async def corrections(request: Request, user: ApiUser, status: str = "open", site: str = "") -> JSONResponse:
+    console = request.app.state.console
+    scope = queue_scope(user, site[:32])  # Denied → 403
+    if status == "open":
+        statuses: frozenset[CaseStatus] | None = OPEN_STATUSES
+    elif status == "closed":
+        statuses = frozenset({CaseStatus.APPROVED, CaseStatus.REJECTED})
+    elif status == "all":
+        statuses = None
+    elif status in {s.value for s in CaseStatus}:
+        statuses = frozenset({CaseStatus(status)})
+    else:
+        return problem(422, "status must be open, closed, all or one of " + ", ".join(s.value for s in CaseStatus))
+    cases = await console.registry.list_corrections(
+        CorrectionQuery(
+            statuses=statuses,
+            site_code=scope if scope not in (None, HOTLINE) else None,
+            hotline_queue=scope == HOTLINE,
+            limit=1000,
+        )
+    )
+    today = utc_now().date()
+    await console.registry.audit(AuditEntry(user.actor, "api.corrections", None, f"{scope or 'all'} {status}: {len(cases)}"))
+    return JSONResponse({"site": scope, "status": status, "count": len(cases), "corrections": [case_json(c, today) for c in cases]})
+
+
+class DoseBody(BaseModel):
+    dose_number: int = Field(ge=1, le=9)
+    vaccine: str = Field(min_length=1, max_length=100)
+    lot: str | None = Field(default=None, max_length=40)
+    administered_on: date
+    site_code: str = Field(min_length=1, max_length=32)
+
+
+class ResolveBody(BaseModel):
+    decision: Literal["approved", "rejected"]
+    note: str = Field(default="", max_length=1000)
+    dose: DoseBody | None = None
+
+
+@router.post("/api/corrections/{ref}/resolve")
+async def resolve(request: Request, ref: str, body: ResolveBody, user: ApiUser) -> JSONResponse:
+    console = request.app.state.console
+    try:
+        if body.decision == "approved":
+            dose = (
+                DoseInput(body.dose.dose_number, body.dose.vaccine, body.dose.lot, body.dose.administered_on, body.dose.site_code)
+                if body.dose is not None
+                else None
+            )
+            outcome = await casework.approve(console, user, ref, dose, body.note)
+        else:
+            outcome = await casework.reject(console, user, ref, body.note)
+    except InputProblem as exc:
+        return problem(422, exc.key)
+    except InvalidRequest as exc:
+        if str(exc) == "already_closed":
+            return problem(409, "the report is already closed")
+        return problem(422, str(exc))
+    case = outcome.case
+    return JSONResponse(
+        {
+            "ref": case.ref,
+            "status": case.status.value,
+            "citizen_told": outcome.citizen_told,
+            "certificate_reissued": outcome.certificate_reissued,
+            "correction": case_json(case, utc_now().date()),
+        }
+    )

@@ -1,0 +1,228 @@
+"""Report queues (a site's, the hotline's, all for admins), the report page and its actions,
+attachments, bulk approve."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from fastapi import File, Form, UploadFile
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+
+from registry_client.clock import utc_now
+from registry_client.errors import InvalidRequest
+from registry_client.models import OPEN_STATUSES, AuditEntry, CaseKind, CaseStatus, CorrectionQuery
+from registry_client.vaccines import PRODUCTS, lookup_product
+from web.console import casework
+from web.console.access import HOTLINE, AnyForm, AnyUser, Denied, PageNotFound, can_resolve_case, queue_scope
+from web.console.attachments import UploadProblem, resolve_attachment, store_upload
+from web.console.casework import DoseInput
+from web.console.escalation import escalated_refs
+from web.console.hotline import InputProblem
+from web.console.pages import redirect, render
+from web.console.routing import console_router
+from web.console.sla import SlaState, sla_state
+from web.console.users import Role
+
+router = console_router()
+STATUS_FILTERS = {
+    "open": OPEN_STATUSES,
+    "closed": frozenset({CaseStatus.APPROVED, CaseStatus.REJECTED}),
+    "all": None,
+}
+
+
+def _matches(case, q: str) -> bool:  # type: ignore[no-untyped-def]
+    q = q.casefold()
+    fields = (case.ref, case.claimed_name, case.claimed_national_id, case.contact_phone, case.description, case.claimed.vaccine)
+    return any(q in (f or "").casefold() for f in fields)
+
+
+@router.get("/agent/queue")
+async def queue(
+    request: Request,
+    info: AnyUser,
+    site: str = "",
+    status: str = "open",
+    sla: str = "",
+    kind: str = "",
+    q: str = "",
+) -> Response:
+    console = request.app.state.console
+    scope = queue_scope(info.user, site[:32])
+    statuses = STATUS_FILTERS.get(status, OPEN_STATUSES)
+    query = CorrectionQuery(
+        statuses=statuses,
+        site_code=scope if scope not in (None, HOTLINE) else None,
+        hotline_queue=scope == HOTLINE,
+        limit=500,
+    )
+    cases = await console.registry.list_corrections(query)
+    today = utc_now().date()
+    if sla in {s.value for s in SlaState}:
+        cases = [c for c in cases if sla_state(c, today) == sla]
+    if kind in {k.value for k in CaseKind}:
+        cases = [c for c in cases if c.kind == kind]
+    q = q.strip()[:60]
+    if q:
+        cases = [c for c in cases if _matches(c, q)]
+    sites = await console.registry.list_sites()
+    return render(
+        request,
+        "console/queue.html",
+        {
+            "cases": cases,
+            "states": {c.ref: sla_state(c, today) for c in cases},
+            "escalated": await escalated_refs(console, [c.ref for c in cases]),
+            "scope": scope,
+            "scope_name": next((s.name for s in sites if s.code == scope), ""),
+            "sites": sites,
+            "filters": {"site": site[:32], "status": status, "sla": sla, "kind": kind, "q": q},
+            "kinds": list(CaseKind),
+            "products": PRODUCTS,
+            "can_bulk": info.user.role in (Role.SITE, Role.ADMIN) and scope not in (None, HOTLINE),
+            "today": today,
+        },
+    )
+
+
+@router.get("/agent/cases/{ref}")
+async def case_page(request: Request, info: AnyUser, ref: str) -> Response:
+    console = request.app.state.console
+    case = await casework.load_case(console, info.user, ref)
+    if case.is_open and can_resolve_case(info.user, case) and case.status in (CaseStatus.RECEIVED, CaseStatus.ROUTED):
+        case = await console.registry.mark_in_review(case.ref, info.user.actor)
+    person, doses = None, []
+    if case.person_id is not None:
+        person = await console.registry.get_person(case.person_id)
+        doses = await console.registry.list_doses(case.person_id)
+    await console.registry.audit(AuditEntry(info.user.actor, "case.view", case.person_id, case.ref))
+    claimed_product = lookup_product(case.claimed.vaccine or "")
+    return render(
+        request,
+        "console/case.html",
+        {
+            "case": case,
+            "person": person,
+            "doses": doses,
+            "state": sla_state(case, utc_now().date()),
+            "can_resolve": can_resolve_case(info.user, case),
+            "sites": await console.registry.list_sites(),
+            "products": PRODUCTS,
+            "claimed_product": claimed_product.code if claimed_product else "",
+            "default_dose_number": case.doses_concerned.dose_numbers()[0] if case.doses_concerned and len(case.doses_concerned.dose_numbers()) == 1 else "",
+            "default_site": case.site_code or "",
+            "escalations": (await escalated_refs(console, [case.ref])).get(case.ref, 0),
+        },
+    )
+
+
+def _case_url(ref: str) -> str:
+    return f"/agent/cases/{ref}"
+
+
+@router.post("/agent/cases/{ref}/approve")
+async def approve(
+    request: Request,
+    info: AnyForm,
+    ref: str,
+    dose_number: str = Form(""),
+    vaccine: str = Form(""),
+    lot: str = Form(""),
+    administered_on: str = Form(""),
+    site_code: str = Form(""),
+    note: str = Form(""),
+    record_dose: str = Form("no"),
+) -> Response:
+    console = request.app.state.console
+    dose = DoseInput(dose_number, vaccine, lot, administered_on, site_code) if record_dose == "yes" else None
+    try:
+        outcome = await casework.approve(console, info.user, ref, dose, note)
+    except (InputProblem, InvalidRequest) as exc:
+        return redirect(_case_url(ref), console.flash, getattr(exc, "key", None) or "refused", "error", detail=str(exc))
+    key = "approved_told" if outcome.citizen_told else "approved_not_told"
+    return redirect(_case_url(outcome.case.ref), console.flash, key, ref=outcome.case.ref)
+
+
+@router.post("/agent/cases/{ref}/reject")
+async def reject(request: Request, info: AnyForm, ref: str, reason: str = Form("")) -> Response:
+    console = request.app.state.console
+    try:
+        outcome = await casework.reject(console, info.user, ref, reason)
+    except (InputProblem, InvalidRequest) as exc:
+        return redirect(_case_url(ref), console.flash, getattr(exc, "key", None) or "refused", "error", detail=str(exc))
+    key = "rejected_told" if outcome.citizen_told else "rejected_not_told"
+    return redirect(_case_url(outcome.case.ref), console.flash, key, ref=outcome.case.ref)
+
+
+@router.post("/agent/cases/{ref}/reassign")
+async def reassign(request: Request, info: AnyForm, ref: str, target: str = Form(""), note: str = Form("")) -> Response:
+    console = request.app.state.console
+    try:
+        moved = await casework.reassign(console, info.user, ref, target, note)
+    except (InputProblem, InvalidRequest) as exc:
+        return redirect(_case_url(ref), console.flash, getattr(exc, "key", None) or "refused", "error", detail=str(exc))
+    where = moved.site_code or HOTLINE
+    # the user may no longer see the report once it has left their queue
+    return redirect("/agent/queue", console.flash, "reassigned", ref=moved.ref, target=where)
+
+
+@router.post("/agent/cases/{ref}/attachments")
+async def upload(request: Request, info: AnyForm, ref: str, photo: UploadFile = File(...)) -> Response:
+    console = request.app.state.console
+    case = await casework.load_case(console, info.user, ref)
+    data = await photo.read(8 * 1024 * 1024 + 1)
+    try:
+        attachment = store_upload(Path(console.settings.data_dir), case.ref, photo.filename or "", data)
+    except UploadProblem as exc:
+        return redirect(_case_url(case.ref), console.flash, exc.key, "error")
+    await console.registry.add_attachment(case.ref, attachment, info.user.actor)
+    return redirect(_case_url(case.ref), console.flash, "photo_added")
+
+
+@router.get("/agent/cases/{ref}/attachments/{attachment_id}")
+async def attachment(request: Request, info: AnyUser, ref: str, attachment_id: str) -> Response:
+    console = request.app.state.console
+    case = await casework.load_case(console, info.user, ref)
+    found = next((a for a in case.attachments if a.id == attachment_id), None)
+    if found is None:
+        raise PageNotFound()
+    servable = resolve_attachment(Path(console.settings.data_dir), found)
+    if servable is None:
+        raise PageNotFound("file_missing")
+    await console.registry.audit(AuditEntry(info.user.actor, "attachment.view", case.person_id, f"{case.ref}/{found.id}"))
+    disposition = "inline" if servable.inline else "attachment"
+    return FileResponse(
+        servable.path,
+        media_type=servable.content_type,
+        headers={
+            "Content-Disposition": f'{disposition}; filename="attachment-{found.id}"',
+            "Cache-Control": "private, no-store",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; img-src 'self'; sandbox",
+        },
+    )
+
+
+@router.post("/agent/bulk-approve")
+async def bulk_approve(
+    request: Request,
+    info: AnyForm,
+    vaccine: str = Form(""),
+    administered_on: str = Form(""),
+    lot: str = Form(""),
+    site_code: str = Form(""),
+    note: str = Form(""),
+) -> Response:
+    console = request.app.state.console
+    if info.user.role not in (Role.SITE, Role.ADMIN):
+        raise Denied("forbidden")
+    form = await request.form()
+    refs = [str(v) for v in form.getlist("refs")][:200]
+    site = (info.user.site_code or "") if info.user.role == Role.SITE else site_code
+    try:
+        results = await casework.bulk_approve(console, info.user, refs, DoseInput(1, vaccine, lot, administered_on, site), note)
+    except InputProblem as exc:
+        return redirect("/agent/queue", console.flash, exc.key, "error")
+    return render(request, "console/bulk_result.html", {"results": results, "batch": {"vaccine": vaccine, "administered_on": administered_on, "lot": lot, "site": site}, "today": date.today()})
