@@ -13,7 +13,6 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from db.migrate import migrate
     from registry_client.embedded.demo import ensure_demo_data
-
     from web.structured_logs import configure_logging
 
     configure_logging()

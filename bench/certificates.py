@@ -88,7 +88,9 @@ def qrcode_baseline(text: str) -> bytes:
 
 def claims_for(i: int, now: datetime) -> dict[int, Any]:
     h, latest = holder(i), doses(i)[-1]
-    dcc = hcert.dcc_payload(dcc_name(h.full_name), h.date_of_birth, hcert.vaccination_entry(latest, new_uvci()))
+    dcc = hcert.dcc_payload(
+        dcc_name(h.full_name), h.date_of_birth, hcert.vaccination_entry(latest, new_uvci())
+    )
     return hcert.cwt_claims(dcc, now, now + timedelta(days=365))
 
 
@@ -108,7 +110,9 @@ def main() -> int:
     strings: list[str] = []
     es_rate = rate(lambda i: strings.append(hcert.encode_hc1(claims[i], es256)), n)
     ps_rate = rate(lambda i: hcert.encode_hc1(claims[i], ps256), max(n // 3, 20))
-    print(f"signatures (HC1 encode incl. CBOR, zlib, base45): ES256 {es_rate:8.0f}/s   PS256 {ps_rate:8.0f}/s")
+    print(
+        f"signatures (HC1 encode incl. CBOR, zlib, base45): ES256 {es_rate:8.0f}/s   PS256 {ps_rate:8.0f}/s"
+    )
     print(f"  HC1 length {min(map(len, strings))}-{max(map(len, strings))} characters")
 
     ours = rate(lambda i: qr.render_png_uncached(strings[i]), n)
@@ -143,7 +147,9 @@ def main() -> int:
             assert result.valid, result.reason
         full = n / (time.process_time() - started)
         print(f"issue (sign + DB row + first PNG, SQLite): {issue_rate:8.0f}/s")
-        print(f"verifications: decode+signature+checks {pure:8.0f}/s   with revocation lookup (SQLite) {full:8.0f}/s")
+        print(
+            f"verifications: decode+signature+checks {pure:8.0f}/s   with revocation lookup (SQLite) {full:8.0f}/s"
+        )
         print(f"  goal >= 1000/s on one core: {'met' if min(pure, full) >= 1000 else 'NOT met'}")
         await engine.dispose()
 

@@ -164,6 +164,10 @@ class LocalBotApi:
         with self._lock:
             self._faults.blocked_chats.add(str(chat_id))
 
+    def unblock_chat(self, chat_id: int | str) -> None:
+        with self._lock:
+            self._faults.blocked_chats.discard(str(chat_id))
+
     def add_file(self, data: bytes, file_id: str | None = None, suffix: str = "jpg") -> StoredFile:
         """Registers a file a user 'uploaded' to Telegram, so getFile and the download find it."""
         file_id = file_id or f"AgAC{uuid.uuid4().hex}"

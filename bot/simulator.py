@@ -137,23 +137,26 @@ class SmsWatcher(threading.Thread):
 
     def run(self) -> None:
         from sqlalchemy import select
+        from sqlalchemy.orm import Session
 
+        from conversations.outbound import make_renderer
         from db.base import make_sync_engine
         from outbox.tables import OutboxRow
 
+        render = make_renderer(
+            strip_sms_diacritics=self.settings.sms_strip_diacritics, hotline=self.settings.hotline_number
+        )
         engine = make_sync_engine(self.settings.database_url)
-        last = None
+        last: int | None = None
         try:
             while not self.stop.wait(0.5):
                 try:
-                    with engine.connect() as conn:
+                    with Session(engine) as db:
                         if last is None:
-                            last = (
-                                conn.scalar(select(OutboxRow.id).order_by(OutboxRow.id.desc()).limit(1)) or 0
-                            )
+                            last = db.scalar(select(OutboxRow.id).order_by(OutboxRow.id.desc()).limit(1)) or 0
                             continue
-                        rows = conn.execute(
-                            select(OutboxRow.id, OutboxRow.text, OutboxRow.kind)
+                        rows = db.scalars(
+                            select(OutboxRow)
                             .where(
                                 OutboxRow.channel == "sms",
                                 OutboxRow.address == self.phone,
@@ -161,11 +164,11 @@ class SmsWatcher(threading.Thread):
                             )
                             .order_by(OutboxRow.id)
                         ).all()
+                        for row in rows:
+                            last = row.id
+                            self.screen.say(f"📱 SMS to {self.phone}: {render(row)}")
                 except Exception:  # the database may not exist yet while the service starts
                     continue
-                for row_id, text, kind in rows:
-                    last = row_id
-                    self.screen.say(f"📱 SMS to {self.phone} ({kind}): {text or '(templated)'}")
         finally:
             engine.dispose()
 

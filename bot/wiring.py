@@ -29,14 +29,18 @@ def _unreachable_marker(state: Any) -> Callable[[str], Awaitable[object]]:
 
 
 async def start_telegram(settings: Settings, state: Any, background: Background) -> TelegramChannel | None:
-    """Builds and starts `state.telegram` when TELEGRAM_BOT_TOKEN is set; adds its background jobs
-    and returns it (None when Telegram is not configured)."""
+    """Builds and starts `state.telegram` when TELEGRAM_BOT_TOKEN is set, adds its sender to
+    `state.outbox_worker` and its background jobs, and returns it (None when Telegram is not
+    configured: telegram rows then stay in the outbox)."""
     if not settings.telegram_bot_token:
         return None
     on_unreachable = _unreachable_marker(state)
     channel = TelegramChannel(
         settings, state.db_sessions, engine=lambda: state.conversations, on_unreachable=on_unreachable
     )
+    worker = getattr(state, "outbox_worker", None)
+    if worker is not None:  # notifications to Telegram chats (a report resolved, …)
+        worker.senders[Channel.TELEGRAM.value] = channel.sender
     await channel.start()
     background.append(("telegram-updates-prune", 3600.0, channel.prune))
     if settings.telegram_mode == "polling":

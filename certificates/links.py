@@ -71,6 +71,8 @@ class LinkSigner:
             body, mac = _unb64(body_part), _unb64(mac_part)
         except (ValueError, TypeError):
             raise LinkInvalid("malformed token") from None
+        if _b64(body) != body_part or _b64(mac) != mac_part:  # one spelling per token
+            raise LinkInvalid("non-canonical encoding")
         if not hmac.compare_digest(mac, self._mac(body)):
             raise LinkInvalid("bad signature")
         try:

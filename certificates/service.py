@@ -27,6 +27,7 @@ from certificates.keys import DocumentSignerStore, KeyRing, TrustStore
 from certificates.links import LinkGrant, LinkSigner
 from certificates.names import dcc_name
 from certificates.protocols import DoseLike, HolderLike
+from certificates.revocation import Revocation, RevocationList, RevocationUnavailable
 from certificates.tables import IssuedCertificateRow
 from certificates.uvci import new_uvci
 from certificates.verification import (
@@ -167,6 +168,7 @@ class CertificateService:
         self.links = links
         self.keys = KeyRing(signers, trust)
         self.verifier = Verifier(self.keys)
+        self.revocations = RevocationList(sessions)
         self.public_base_url = public_base_url.rstrip("/")
         self.validity = validity
         self._clock = clock
@@ -204,7 +206,7 @@ class CertificateService:
                 if current and current.fingerprint == digest and as_utc(current.expires_at) > now:
                     record = CertificateRecord.from_row(current)
                     return self._issued(record, holder, summaries, reused=True)
-                record = self._sign(holder, latest, summaries, digest, now)
+                record = self._sign(holder, latest, summaries, now)
                 row = IssuedCertificateRow(
                     person_id=holder.id,
                     uvci=record.uvci,
@@ -219,15 +221,20 @@ class CertificateService:
                 session.add(row)
                 await session.flush()
                 reason = RENEWED if current is not None and current.fingerprint == digest else SUPERSEDED
-                await session.execute(
-                    update(IssuedCertificateRow)
-                    .where(
-                        IssuedCertificateRow.person_id == holder.id,
-                        IssuedCertificateRow.revoked_at.is_(None),
-                        IssuedCertificateRow.id != row.id,
+                superseded = (
+                    await session.scalars(
+                        update(IssuedCertificateRow)
+                        .where(
+                            IssuedCertificateRow.person_id == holder.id,
+                            IssuedCertificateRow.revoked_at.is_(None),
+                            IssuedCertificateRow.id != row.id,
+                        )
+                        .values(revoked_at=now, revoke_reason=reason)
+                        .returning(IssuedCertificateRow.uvci)
                     )
-                    .values(revoked_at=now, revoke_reason=reason)
-                )
+                ).all()
+            for uvci in superseded:  # after the commit
+                self.revocations.note(Revocation(uvci, now, reason))
         return self._issued(record, holder, summaries, reused=False)
 
     def _sign(
@@ -235,7 +242,6 @@ class CertificateService:
         holder: HolderLike,
         latest: DoseLike,
         summaries: tuple[DoseSummary, ...],
-        digest: str,
         now: datetime,
     ) -> CertificateRecord:
         key = self.signers.current()
@@ -309,22 +315,12 @@ class CertificateService:
         if result.signer != "own" or result.code not in (VALID, EXPIRED, NOT_YET_VALID):
             return result
         try:
-            async with self.sessions() as session:
-                rows = (
-                    await session.scalars(
-                        select(IssuedCertificateRow).where(
-                            IssuedCertificateRow.uvci.in_(result.certificate_ids),
-                            IssuedCertificateRow.revoked_at.is_not(None),
-                        )
-                    )
-                ).all()
-        except Exception:
-            log.exception("revocation lookup failed")
+            revocation = await self.revocations.find(result.certificate_ids)
+        except RevocationUnavailable:
+            log.exception("revocation list unavailable")
             return result.invalid(INTERNAL, "revocation status unavailable, try again")
-        for row in rows:
-            record = CertificateRecord.from_row(row)
-            if record.revoked_at is not None and record.revoked_at <= at:
-                return result.invalid(REVOKED, record.revoke_reason or "")
+        if revocation is not None and revocation.revoked_at <= at:
+            return result.invalid(REVOKED, revocation.reason)
         return result
 
     def public_keys(self) -> list[dict[str, str]]:

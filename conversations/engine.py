@@ -83,7 +83,10 @@ class Engine:
             await menu.show(ctx)
             return
         if not text:
-            await (menu.offer_resume(ctx) if state.resume else menu.show(ctx))
+            if ctx.channel == Channel.SMS:
+                menu.help_text(ctx)
+            else:
+                await (menu.offer_resume(ctx) if state.resume else menu.show(ctx))
             return
         state.resume = None
         if login.answers_code_anywhere(ctx, text) and await ctx.services.otp.has_live_code(

@@ -192,7 +192,7 @@ class OtpService:
     async def check(self, challenge: Challenge, typed: str) -> CheckResult:
         now = self.clock()
         if challenge.expires_at <= now:
-            return CheckResult("expired", effects=(self._close(challenge.id, now),))
+            return CheckResult("expired")  # kept open: "resend" knows whom it was for
         fail_key = self._fail_key(challenge.person_id)
         failures, locked = await self.counters.read(fail_key, LOCK)
         if locked:

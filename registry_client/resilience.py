@@ -261,6 +261,13 @@ class ResilientRegistry:
         self.cache = _ReadCache(cache_ttl)
         self._sla_days, self._clock = sla_working_days, clock
 
+    def set_sla_working_days(self, days: int) -> None:
+        """Working days to the due date of reports filed from now on (the console's SLA setting)."""
+        self._sla_days = days
+        setter = getattr(self.inner, "set_sla_working_days", None)
+        if setter is not None:
+            setter(days)
+
     # -- core ---------------------------------------------------------------------------------
     async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
         if not self.breaker.allow():

@@ -53,7 +53,9 @@ async def _issue(settings: Settings, national_id: str, born: date, png_path: str
         await engine.dispose()
 
 
-def certificate_cli(settings: Settings, national_id: str, date_of_birth_iso: str, png_path: str | None) -> int:
+def certificate_cli(
+    settings: Settings, national_id: str, date_of_birth_iso: str, png_path: str | None
+) -> int:
     nid = normalize_national_id(national_id)
     if nid is None:
         return _fail(f"{national_id!r} is not a national ID (12-digit CCCD or 9-digit CMND).")

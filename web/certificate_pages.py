@@ -237,7 +237,7 @@ def _qr_text_in_photo(data: bytes) -> str | None:
         raise ValueError(str(exc)) from exc
     if max(gray.size) > DECODE_SIDE:
         gray.thumbnail((DECODE_SIDE, DECODE_SIDE))
-    found = zxingcpp.read_barcodes(gray, formats=zxingcpp.BarcodeFormat.QRCode)
+    found = zxingcpp.read_barcodes(gray, formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode))
     return found[0].text if found else None
 
 

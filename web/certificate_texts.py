@@ -145,7 +145,9 @@ def format_date(value: date | str | None, lang: str) -> str:
         return ""
     if isinstance(value, str):
         try:
-            value = date.fromisoformat(value)
+            parsed = date.fromisoformat(value)
         except ValueError:
             return value  # partial dates of foreign certificates ("1964", "1964-08")
-    return value.strftime("%d/%m/%Y") if lang == "vi" else value.isoformat()
+    else:
+        parsed = value
+    return parsed.strftime("%d/%m/%Y") if lang == "vi" else parsed.isoformat()

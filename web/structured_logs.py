@@ -16,9 +16,12 @@ from datetime import UTC, datetime
 _PHONE = re.compile(r"(?<![\d*])(?:\+?84|0)([35789]\d{8})(?!\d)")
 _NATIONAL_ID = re.compile(r"(?<![\d*])(\d{3})(\d{3,6})(\d{3})(?!\d)")
 _CODE = re.compile(r"(?i)\b(code|otp|mã)(\s*[:=]?\s*)\d{6}\b")
+# Signed link tokens are credentials for days: /c/<token>, /upload/<token>.
+_LINK_TOKEN = re.compile(r"(/(?:c|upload)/)[A-Za-z0-9_\-.~%]{12,}")
 
 
 def mask_text(text: str) -> str:
+    text = _LINK_TOKEN.sub(lambda m: m.group(1) + "<token>", text)
     text = _CODE.sub(lambda m: f"{m.group(1)}{m.group(2)}******", text)
     text = _PHONE.sub(lambda m: "0" + m.group(1)[0] + "*" * 6 + m.group(1)[-2:], text)
     return _NATIONAL_ID.sub(lambda m: m.group(1) + "*" * len(m.group(2)) + m.group(3), text)

@@ -4,6 +4,7 @@ contact phone → confirm → `registry.submit_correction` → the reference, an
 from __future__ import annotations
 
 from conversations.context import Context
+from conversations.flows.status import product_name
 from conversations.model import Channel
 from conversations.text import ddmmyyyy
 from conversations.upload_links import make_upload_link
@@ -143,7 +144,7 @@ async def _vaccine(ctx: Context, answer: str) -> None:
             await _next(ctx, "workplace")
             return
     if product is not None:
-        data["vaccine"], data["vaccine_name"] = product.code, product.name
+        data["vaccine"], data["vaccine_name"] = product.code, product_name(product.code)
     await _next(ctx, "workplace")
 
 

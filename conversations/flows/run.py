@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from conversations.context import Context
-from conversations.model import Channel
 from conversations.flows import (
     certificate,
     check_report,
@@ -18,6 +17,7 @@ from conversations.flows import (
     status,
     verify_code,
 )
+from conversations.model import Channel
 
 
 class FlowModule(Protocol):

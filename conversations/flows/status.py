@@ -13,7 +13,6 @@ from registry_client.models import Dose
 from registry_client.resilience import reset_stale_marker, served_stale_age
 from registry_client.vaccines import Product, lookup_product
 
-
 # The names people in Viet Nam use for the products (shorter than the DCC display names).
 COMMON_NAMES = {
     "EU/1/21/1529": "AstraZeneca",

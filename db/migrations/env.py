@@ -9,6 +9,11 @@ from db.base import make_sync_engine
 config = context.config
 
 
+def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Autogenerate only what the target metadata names: never drop other packages' tables."""
+    return not (type_ == "table" and reflected and compare_to is None)
+
+
 def run() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:

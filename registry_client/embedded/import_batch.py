@@ -7,8 +7,10 @@ doses and contacts, and the closing of the correction cases that the new doses a
 
 from __future__ import annotations
 
+import threading
 import unicodedata
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -62,13 +64,35 @@ class _Plan:
     unchanged: int = 0
 
 
+class SiteCache:
+    """Codes of the stored sites, looked up case-insensitively; shared by the writers of one import."""
+
+    def __init__(self, codes: Iterable[str]) -> None:
+        self._codes = {code.casefold(): code for code in codes}
+        self._lock = threading.Lock()
+
+    def get(self, folded: str) -> str | None:
+        return self._codes.get(folded)
+
+    def add(self, codes: Iterable[str]) -> None:
+        """Codes whose insert is committed (never before: another writer would rely on them)."""
+        with self._lock:
+            self._codes.update((code.casefold(), code) for code in codes)
+
+
 class BatchWriter:
     """Applies batches to the registry through `store`; counts into `summary`."""
 
-    def __init__(self, store: ImportStore, summary: ImportSummary) -> None:
+    def __init__(self, store: ImportStore, summary: ImportSummary, sites: SiteCache) -> None:
         self.store = store
         self.summary = summary
-        self.sites = {code.casefold(): code for code in store.sites()}
+        self.sites = sites
+        self._sites_written: list[str] = []
+
+    def committed(self) -> None:
+        """The caller committed the last batch: its new sites are known to every writer now."""
+        self.sites.add(self._sites_written)
+        self._sites_written = []
 
     def apply(self, rows: list[ImportRow], now: datetime) -> list[Rejection]:
         """Decides and writes `rows` (inside the caller's transaction); answers the rejected ones."""
@@ -141,7 +165,7 @@ class BatchWriter:
         else:
             plan.unchanged += 1
         if not fresh:
-            if not _same_name(person.full_name, row.full_name):
+            if person.full_name != row.full_name and not _same_name(person.full_name, row.full_name):
                 self.summary.warn(row.line, W_NAME)
             if person.sex and person.sex != row.sex:
                 self.summary.warn(row.line, W_SEX)
@@ -157,9 +181,8 @@ class BatchWriter:
     def _write(self, plan: _Plan, now: datetime, rejected: list[Rejection]) -> None:
         store, summary = self.store, self.summary
         if plan.new_sites:
-            store.insert_sites(list(plan.new_sites.values()))
-            summary.sites_created += len(plan.new_sites)
-            self.sites.update((folded, code) for folded, (code, _name) in plan.new_sites.items())
+            summary.sites_created += store.insert_sites(sorted(plan.new_sites.values()))
+            self._sites_written = [code for code, _name in plan.new_sites.values()]
         new_persons = [p for p in plan.persons.values() if p.is_new]
         if new_persons:
             ids = store.insert_persons(

@@ -54,6 +54,23 @@ class ImportSummary:
         if len(self.warnings_shown) < SHOWN:
             self.warnings_shown.append((line, text))
 
+    def merge(self, part: ImportSummary) -> None:
+        """Adds the counts of one writer (rows read and rejections are counted here already)."""
+        for name in (
+            "persons_created",
+            "doses_added",
+            "unchanged",
+            "sites_created",
+            "contacts_added",
+            "cases_closed",
+            "cases_linked",
+            "warnings",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(part, name))
+        self.warnings_by_reason.update(part.warnings_by_reason)
+        self.warnings_shown = sorted(self.warnings_shown + part.warnings_shown)[:SHOWN]
+        self.closed_refs = (self.closed_refs + part.closed_refs)[:SHOWN]
+
     @property
     def rows_per_second(self) -> float:
         return self.rows_read / self.seconds if self.seconds > 0 else 0.0

@@ -36,6 +36,7 @@ COLUMNS = (
 FIRST_DOSE_DAY = date(2021, 1, 1)
 EARLIEST_BIRTH = date(1900, 1, 1)
 BOM = b"\xef\xbb\xbf"
+CACHE_LIMIT = 50_000  # entries per memo of repeated values (dates, vaccine and site names)
 
 # Column widths of the registry tables (checked here so SQLite and PostgreSQL agree).
 MAX_NAME, MAX_LOT, MAX_SITE_CODE, MAX_SITE_NAME = 200, 40, 32, 200
@@ -169,7 +170,9 @@ class CsvSource:
 def _clean_text(text: str) -> str:
     """Trimmed, inner whitespace collapsed, Unicode NFC (names may arrive decomposed)."""
     text = " ".join(text.split())
-    return text if text.isascii() else unicodedata.normalize("NFC", text)
+    if text.isascii() or unicodedata.is_normalized("NFC", text):
+        return text
+    return unicodedata.normalize("NFC", text)
 
 
 def _iso_date(text: str) -> date | None:
@@ -190,6 +193,8 @@ class RowValidator:
         self._width = width
         self._today = today
         self._products: dict[str, str | None] = {}
+        self._dates: dict[str, date | None] = {}  # the same dates recur on thousands of rows
+        self._site_names: dict[str, str] = {}
 
     def _product(self, text: str) -> str | None:
         try:
@@ -197,9 +202,27 @@ class RowValidator:
         except KeyError:
             found = lookup_product(text)
             code = found.code if found is not None else None
-            if len(self._products) < 10_000:
+            if len(self._products) < CACHE_LIMIT:
                 self._products[text] = code
             return code
+
+    def _date(self, text: str) -> date | None:
+        try:
+            return self._dates[text]
+        except KeyError:
+            parsed = _iso_date(text)
+            if len(self._dates) < CACHE_LIMIT:
+                self._dates[text] = parsed
+            return parsed
+
+    def _site_name(self, text: str) -> str:
+        try:
+            return self._site_names[text]
+        except KeyError:
+            cleaned = _clean_text(text)
+            if len(self._site_names) < CACHE_LIMIT:
+                self._site_names[text] = cleaned
+            return cleaned
 
     def validate(self, record: RawRecord) -> ImportRow | list[str]:
         fields = record.fields
@@ -224,7 +247,7 @@ class RowValidator:
             errors.append(R_NAME)
         elif len(full_name) > MAX_NAME:
             errors.append(R_NAME_LONG)
-        dob = _iso_date(fields[i_dob])
+        dob = self._date(fields[i_dob])
         if dob is None:
             errors.append(R_DOB)
         elif dob > self._today or dob < EARLIEST_BIRTH:
@@ -257,7 +280,7 @@ class RowValidator:
         lot = fields[i_lot].strip() or None
         if lot is not None and len(lot) > MAX_LOT:
             errors.append(R_LOT_LONG)
-        given = _iso_date(fields[i_given])
+        given = self._date(fields[i_given])
         if given is None:
             errors.append(R_GIVEN)
         elif given > self._today:
@@ -269,7 +292,7 @@ class RowValidator:
         site_code = fields[i_code].strip()
         if not site_code or len(site_code) > MAX_SITE_CODE:
             errors.append(R_SITE_CODE)
-        site_name = _clean_text(fields[i_site]) or None
+        site_name = self._site_name(fields[i_site]) or None
         if site_name is not None and len(site_name) > MAX_SITE_NAME:
             errors.append(R_SITE_NAME_LONG)
 

@@ -157,9 +157,17 @@ class ImportStore:
     def _insert_ignore(self, table: Any) -> Any:
         return sqlite.insert(table).on_conflict_do_nothing()
 
-    def insert_sites(self, sites: Sequence[tuple[str, str]]) -> None:
-        if sites:
-            self.conn.execute(self._insert_ignore(SITES), [{"code": c, "name": n} for c, n in sites])
+    def insert_sites(self, sites: Sequence[tuple[str, str]]) -> int:
+        """Inserts the sites not stored yet, in the given order; answers how many it inserted.
+
+        Writers insert their new sites first in their transaction and in code order, so two
+        writers naming the same new site wait for each other in one direction only.
+        """
+        inserted = 0
+        for code, name in sites:
+            stmt = self._insert_ignore(SITES).values(code=code, name=name).returning(SITES.c.code)
+            inserted += len(self.conn.execute(stmt).all())
+        return inserted
 
     def link_case(self, ref: str, person_id: int, now: datetime) -> bool:
         done = self.conn.execute(

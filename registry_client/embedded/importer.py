@@ -23,13 +23,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from db.base import make_sync_engine
 from db.migrate import migrate
 from registry_client.clock import Clock, utc_now
-from registry_client.embedded.import_batch import BatchWriter, Rejection
+from registry_client.embedded.import_batch import BatchWriter, Rejection, SiteCache
 from registry_client.embedded.import_report import ImportSummary, Progress, RejectedFile, rejected_path
 from registry_client.embedded.import_rows import CsvSource, ImportFileError, ImportRow, RowValidator
 from registry_client.embedded.import_store import import_store
 
 VIET_NAM = timezone(timedelta(hours=7))  # no daylight saving time
-BATCH_ROWS = 5000
+BATCH_ROWS = 10_000  # rows read per batch, shared out among the writers
+POSTGRES_WRITERS = 2
 
 
 class ImportStopped(Exception):
@@ -42,51 +43,66 @@ class ImportStopped(Exception):
 
 @dataclass
 class _Batch:
+    seq: int
     first_line: int
     rows: list[ImportRow] = field(default_factory=list)
-    bad: list[Rejection] = field(default_factory=list)
 
-    def __len__(self) -> int:
-        return len(self.rows) + len(self.bad)
+
+class _RejectedSink:
+    """Writes rejected rows in file order although several writers finish batches out of order.
+
+    Each batch (seq) is complete when the reader and every writer have handed in their part;
+    only batches in flight are held in memory.
+    """
+
+    def __init__(self, rejected: RejectedFile, summary: ImportSummary, parts: int) -> None:
+        self._rejected, self._summary, self._parts = rejected, summary, parts
+        self._pending: dict[int, list[Rejection]] = {}
+        self._handed: dict[int, int] = {}
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def hand_in(self, seq: int, rejections: list[Rejection]) -> None:
+        with self._lock:
+            self._pending.setdefault(seq, []).extend(rejections)
+            self._handed[seq] = self._handed.get(seq, 0) + 1
+            while self._handed.get(self._next) == self._parts:
+                for line, fields, reasons in sorted(self._pending.pop(self._next), key=lambda r: r[0]):
+                    self._rejected.write(line, fields, self._summary.reject(line, reasons))
+                del self._handed[self._next]
+                self._next += 1
 
 
 class _Writer(threading.Thread):
-    """Owns the database connection: applies batch after batch while the reader validates the next.
+    """Owns one database connection and applies its share of every batch.
 
     psycopg and sqlite3 release the GIL while the database works, so reading and validating
-    overlap with the writes on a machine with two cores.
+    overlap with the writes; on PostgreSQL two writers keep two server processes busy. Rows are
+    shared out by national ID, so all rows of one person go to the same writer.
     """
 
-    def __init__(
-        self, engine: Engine, actor: str, summary: ImportSummary, rejected: RejectedFile, clock: Clock
-    ):
+    def __init__(self, engine: Engine, actor: str, sites: SiteCache, sink: _RejectedSink, clock: Clock):
         super().__init__(name="dose-import-writer", daemon=True)
         self.queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
         self.error: BaseException | None = None
-        self._engine, self._actor, self._summary, self._rejected, self._clock = (
-            engine,
-            actor,
-            summary,
-            rejected,
-            clock,
-        )
+        self.summary = ImportSummary(Path())
+        self._engine, self._actor, self._sites, self._sink, self._clock = engine, actor, sites, sink, clock
 
     def run(self) -> None:
         line = 2
         try:
             with self._engine.connect() as conn:
                 store = import_store(conn, self._actor)
-                writer = BatchWriter(store, self._summary)
-                conn.commit()
+                writer = BatchWriter(store, self.summary, self._sites)
                 while (batch := self.queue.get()) is not None:
                     line = batch.first_line
-                    with conn.begin():
-                        store.begin_batch()
-                        rejected = batch.bad + (writer.apply(batch.rows, self._clock()) if batch.rows else [])
-                    for at, fields, reasons in sorted(rejected, key=lambda r: r[0]):
-                        self._rejected.write(at, fields, self._summary.reject(at, reasons))
-                with conn.begin():
-                    store.audit("doses.import", _audit_detail(self._summary), self._clock())
+                    rejected: list[Rejection] = []
+                    if batch.rows:
+                        with conn.begin():
+                            store.begin_batch()
+                            rejected = writer.apply(batch.rows, self._clock())
+                        writer.committed()
+                    self._sink.hand_in(batch.seq, rejected)
         except SQLAlchemyError as exc:
             self.error = ImportStopped(line, exc)
         except BaseException as exc:  # handed to the reading thread, which raises it
@@ -109,50 +125,97 @@ def import_file(
     *,
     clock: Clock = utc_now,
     batch_rows: int = BATCH_ROWS,
+    writers: int | None = None,
     progress: Progress | None = None,
 ) -> ImportSummary:
     """Imports `path` into the embedded registry at `engine`. Raises ImportFileError, OSError, ImportStopped."""
     today = clock().astimezone(VIET_NAM).date()
     started = time.monotonic()
+    if writers is None:  # SQLite has one writer at a time anyway
+        writers = POSTGRES_WRITERS if engine.dialect.name == "postgresql" else 1
+    actor = f"import:{path.name}"[:100]
     with open(path, "rb") as raw:
         source = CsvSource(raw)
         summary = ImportSummary(path)
         rejected = RejectedFile(rejected_path(path), source.header, source.had_bom, source.delimiter)
         validator = RowValidator(source.index, len(source.header), today)
-        writer = _Writer(engine, f"import:{path.name}"[:100], summary, rejected, clock)
-        writer.start()
+        with engine.connect() as conn:
+            sites = SiteCache(import_store(conn, actor).sites())
+        sink = _RejectedSink(rejected, summary, writers + 1)
+        pool = [_Writer(engine, actor, sites, sink, clock) for _ in range(writers)]
+        for writer in pool:
+            writer.start()
         try:
-            batch = _Batch(2)
-            for record in source.records():
-                if not batch:
-                    batch.first_line = record.line
-                summary.rows_read += 1
-                result = validator.validate(record)
-                if isinstance(result, ImportRow):
-                    batch.rows.append(result)
-                else:
-                    batch.bad.append((record.line, record.fields, result))
-                if len(batch) >= batch_rows:
-                    if not writer.send(batch):
-                        break
-                    batch = _Batch(record.line + 1)
-                if progress is not None:
-                    progress.update(summary.rows_read)
-            else:
-                if (not batch or writer.send(batch)) and writer.send(None):
-                    writer.join()
+            _read(source, validator, pool, sink, summary, batch_rows, progress)
         finally:
-            if writer.is_alive() and writer.error is None:
+            for writer in pool:
                 writer.send(None)
-            writer.join()
+            for writer in pool:
+                writer.join()
             if progress is not None:
                 progress.done()
             rejected.close(any_rejected=summary.rejected > 0)
-    if writer.error is not None:
-        raise writer.error
+    for writer in pool:
+        if writer.error is not None:
+            raise writer.error
+    for writer in pool:
+        summary.merge(writer.summary)
+    with engine.begin() as conn:
+        import_store(conn, actor).audit("doses.import", _audit_detail(summary), clock())
     summary.rejected_file = rejected.path if summary.rejected else None
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _read(
+    source: CsvSource,
+    validator: RowValidator,
+    pool: list[_Writer],
+    sink: _RejectedSink,
+    summary: ImportSummary,
+    batch_rows: int,
+    progress: Progress | None,
+) -> None:
+    """Reads and validates; hands each batch's rows to the writers, its invalid rows to the sink."""
+    n = len(pool)
+    seq, count = 0, 0
+    parts = [_Batch(seq, 2) for _ in pool]
+    bad: list[Rejection] = []
+    site_names: dict[str, str] = {}  # folded site code → the first name given to it in the file
+
+    def send() -> bool:
+        nonlocal seq, count, parts, bad
+        sink.hand_in(seq, bad)
+        if not all(writer.send(part) for writer, part in zip(pool, parts, strict=True)):
+            return False
+        seq, count, bad = seq + 1, 0, []
+        parts = [_Batch(seq, 2) for _ in pool]
+        return True
+
+    for record in source.records():
+        if count == 0:
+            for part in parts:
+                part.first_line = record.line
+        summary.rows_read += 1
+        count += 1
+        result = validator.validate(record)
+        if isinstance(result, ImportRow):
+            # A new site is named on its first row; later rows may leave site_name empty. Carry the
+            # name here, since those rows may go to another writer than the naming one.
+            folded = result.site_code.casefold()
+            if result.site_name:
+                site_names.setdefault(folded, result.site_name)
+            else:
+                result.site_name = site_names.get(folded)
+            parts[ord(result.national_id[-1]) % n].rows.append(result)
+        else:
+            bad.append((record.line, record.fields, result))
+        if count >= batch_rows and not send():
+            return
+        if progress is not None:
+            progress.update(summary.rows_read)
+    if count:
+        send()
 
 
 def _audit_detail(summary: ImportSummary) -> str:

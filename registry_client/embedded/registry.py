@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from registry_client import refs
 from registry_client.clock import Clock, utc_now
 from registry_client.embedded import convert
+from registry_client.embedded.dose_matching import case_closed_by_dose, dose_data, import_resolution_note
 from registry_client.embedded.tables import (
     AuditRow,
     CaseAttachmentRow,
@@ -66,6 +67,10 @@ class EmbeddedRegistry:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._clock = clock
         self._sla_days = sla_working_days
+
+    def set_sla_working_days(self, days: int) -> None:
+        """Working days to the due date of reports filed from now on (the console's SLA setting)."""
+        self._sla_days = days
 
     # -- plumbing ---------------------------------------------------------------------------
     def _session(self) -> AsyncSession:
@@ -263,12 +268,9 @@ class EmbeddedRegistry:
         )
         now = self._clock()
         if existing is not None:
-            same = (existing.product, existing.administered_on, existing.site_code, existing.lot or None) == (
-                product.code,
-                new.administered_on,
-                new.site_code,
-                new.lot or None,
-            )
+            same = dose_data(
+                existing.product, existing.administered_on, existing.site_code, existing.lot
+            ) == dose_data(product.code, new.administered_on, new.site_code, new.lot)
             if same:
                 return convert.dose(existing, site.name)
             if new.source != DoseSource.CORRECTION:
@@ -578,11 +580,11 @@ class EmbeddedRegistry:
             ).all()
             closed = []
             for row in rows:
-                if row.doses_concerned and dose_number in DosesConcerned(row.doses_concerned).dose_numbers():
+                if case_closed_by_dose(row.status, row.doses_concerned, dose_number):
                     await self._resolve(
                         session,
                         row,
-                        Resolution(Decision.APPROVED, f"dose {dose_number} found in an import", actor),
+                        Resolution(Decision.APPROVED, import_resolution_note(dose_number), actor),
                     )
                     closed.append(row.ref)
             return closed

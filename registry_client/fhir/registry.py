@@ -98,6 +98,10 @@ class FhirRegistry:
     def base_url(self) -> str:
         return self._http.base_url
 
+    def set_sla_working_days(self, days: int) -> None:
+        """Working days to the due date of reports filed from now on (the console's SLA setting)."""
+        self._sla_days = days
+
     # -- versioned updates ------------------------------------------------------------------------
     async def _update(
         self, load: Callable[[], Awaitable[Versioned]], change: Callable[[Json], Awaitable[Json | None]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from datetime import timedelta
 
 import zxingcpp
@@ -71,8 +72,11 @@ def test_tampered_and_foreign_tokens_get_a_human_404(cert_app: CertApp) -> None:
     other = people[BINH.national_id].id
     swapped_body = cert_app.service.links.token(other).split(".")[0]
     foreign = LinkSigner("another-secret", timedelta(days=7)).token(people[AN.national_id].id)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    same_bits = alphabet[alphabet.index(mac[-1]) ^ 1]  # differs only in base64 padding bits
     for bad in (
-        f"{body}.{mac[:-1]}{'A' if mac[-1] != 'A' else 'B'}",  # signature changed
+        f"{body}.{mac[:-1]}{same_bits}",  # another spelling of the same MAC
+        f"{body}.{mac[:-2]}{'A' if mac[-2] != 'A' else 'B'}{mac[-1]}",  # signature changed
         f"{swapped_body}.{mac}",  # someone else's person id under this signature
         foreign,
         "abc",
@@ -167,3 +171,16 @@ def test_verify_page_paste_and_photo(cert_app: CertApp) -> None:
     assert not_image.status_code == 200 and "không phải là ảnh" in not_image.text
     nothing = cert_app.client.post("/verify", data={"hc1": "  "})
     assert "Hãy dán chuỗi HC1" in nothing.text
+
+
+def test_registry_outage(cert_app: CertApp) -> None:
+    people = cert_app.seed((AN, BINH))
+    seen, unseen = (cert_app.path(cert_app.service.make_link(people[p.national_id].id)) for p in (AN, BINH))
+    assert cert_app.client.get(seen).status_code == 200  # now in the registry client's read cache
+
+    breaker = cert_app.registry.breaker
+    breaker.failures, breaker.opened_at = breaker.threshold, time.monotonic()  # the registry is down
+    down = cert_app.client.get(unseen)
+    assert down.status_code == 503 and "Tạm thời chưa lấy được dữ liệu" in down.text
+    stale = cert_app.client.get(seen)  # served from the short stale cache, same certificate
+    assert stale.status_code == 200 and "Nguyễn Văn An" in stale.text

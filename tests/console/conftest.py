@@ -74,6 +74,19 @@ class Console:
         return {"Authorization": f"Bearer {response.json()['token']}"}
 
 
+@pytest.fixture(autouse=True, scope="session")
+def cheap_argon2() -> Iterator[None]:
+    """Argon2id with small parameters: the same code path, a fraction of the CPU (the CI machine is
+    small and shared). The browser tests' server process keeps the production parameters."""
+    from argon2 import PasswordHasher
+
+    from web.console.passwords import use_hasher
+
+    previous = use_hasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    yield
+    use_hasher(previous)
+
+
 def make_settings(url: str, data_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": url,
@@ -134,7 +147,15 @@ def demo_case_ref(console: Console) -> str:
     return next(c.ref for c in cases if c.person_id == console.people[BINH])
 
 
-def file_case(console: Console, national_id: str, *, site: str | None = None, channel: str = "sms", photo: bool = False, **kw: Any) -> Any:
+def file_case(
+    console: Console,
+    national_id: str,
+    *,
+    site: str | None = None,
+    channel: str = "sms",
+    photo: bool = False,
+    **kw: Any,
+) -> Any:
     """Files a report through the registry as a channel would (optionally with a stored photo)."""
     from datetime import date
 

@@ -11,7 +11,15 @@ from fastapi.testclient import TestClient
 from app import create_app
 from db.base import make_async_engine, make_sessionmaker
 from tests.console.conftest import PASSWORD, Console, csrf_of, make_settings
-from web.console.auth import LOCKOUT_FAILURES, LOCKOUT_WINDOW, SESSION_COOKIE, SESSION_IDLE, TOKEN_TTL, Auth, LoginOutcome
+from web.console.auth import (
+    LOCKOUT_FAILURES,
+    LOCKOUT_WINDOW,
+    SESSION_COOKIE,
+    SESSION_IDLE,
+    TOKEN_TTL,
+    Auth,
+    LoginOutcome,
+)
 from web.console.users import UserStore
 
 
@@ -35,7 +43,9 @@ def test_cookie_is_secure_when_the_public_url_is_https(sqlite_url: str, tmp_path
             data={"username": "lan", "password": PASSWORD, "csrf_token": csrf_of(page.text)},
             follow_redirects=False,
         )
-        cookie = next(h for h in response.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE + "="))
+        cookie = next(
+            h for h in response.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE + "=")
+        )
         assert "secure" in cookie.lower()
 
 
@@ -43,7 +53,9 @@ def test_wrong_password_and_unknown_user_get_the_same_answer(console: Console) -
     wrong = console.login("lan", "not the password")
     unknown = console.login("nobody", "not the password")
     assert wrong.status_code == unknown.status_code == 401
-    assert "Sai tên đăng nhập hoặc mật khẩu" in wrong.text and "Sai tên đăng nhập hoặc mật khẩu" in unknown.text
+    assert (
+        "Sai tên đăng nhập hoặc mật khẩu" in wrong.text and "Sai tên đăng nhập hoặc mật khẩu" in unknown.text
+    )
     assert SESSION_COOKIE not in console.client.cookies
 
 
@@ -87,7 +99,9 @@ def test_logout_ends_the_session(console: Console) -> None:
         ("/agent/logout", {}),
     ],
 )
-def test_posts_without_a_valid_csrf_token_are_refused(console: Console, url: str, data: dict[str, str]) -> None:
+def test_posts_without_a_valid_csrf_token_are_refused(
+    console: Console, url: str, data: dict[str, str]
+) -> None:
     console.as_user("quan")
     url = url.format(pid=console.people["001085012345"])
     missing = console.client.post(url, data=data, follow_redirects=False)
@@ -95,7 +109,10 @@ def test_posts_without_a_valid_csrf_token_are_refused(console: Console, url: str
     assert missing.status_code == wrong.status_code == 403
     other_token = console.token()
     console.as_user("lan")  # a token from another session is no good either
-    assert console.client.post(url, data={**data, "csrf_token": other_token}, follow_redirects=False).status_code == 403
+    assert (
+        console.client.post(url, data={**data, "csrf_token": other_token}, follow_redirects=False).status_code
+        == 403
+    )
     console.as_user("quan")
     users = [u.username for u in console.call(console.state.console.users.list)]
     assert "mallory" not in users
@@ -107,7 +124,9 @@ def test_login_form_needs_its_csrf_cookie(console: Console) -> None:
     console.client.get("/agent/login")
     token = csrf_of(console.client.get("/agent/login").text)
     console.client.cookies.clear()
-    response = console.client.post("/agent/login", data={"username": "lan", "password": PASSWORD, "csrf_token": token})
+    response = console.client.post(
+        "/agent/login", data={"username": "lan", "password": PASSWORD, "csrf_token": token}
+    )
     assert response.status_code == 403
 
 

@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from registry_client.models import CaseKind
-
 from tests.console.conftest import AN, BINH, CUONG, PNG, Console, csrf_of, demo_case_ref, file_case
 
 # principals: anonymous, agent lan, site minh (HCM07), site hoa (HN001), admin quan
@@ -37,7 +36,13 @@ ROUTES: list[tuple[str, str, str, dict[str, Any] | None, set[str]]] = [
     ("case-hotline", "GET", "/agent/cases/{hot}", None, HOTLINE),
     ("photo-HCM07", "GET", "/agent/cases/{hcm}/attachments/{att}", None, HCM07),
     ("approve-HCM07", "POST", "/agent/cases/{hcm}/approve", {"record_dose": "yes", "vaccine": "nope"}, HCM07),
-    ("approve-hotline", "POST", "/agent/cases/{hot}/approve", {"record_dose": "yes", "vaccine": "nope"}, ADMIN),
+    (
+        "approve-hotline",
+        "POST",
+        "/agent/cases/{hot}/approve",
+        {"record_dose": "yes", "vaccine": "nope"},
+        ADMIN,
+    ),
     ("reject-HCM07", "POST", "/agent/cases/{hcm}/reject", {"reason": ""}, HCM07),
     ("reject-hotline", "POST", "/agent/cases/{hot}/reject", {"reason": ""}, ADMIN),
     ("reassign-HCM07", "POST", "/agent/cases/{hcm}/reassign", {"target": "HCM07"}, HCM07),
@@ -83,7 +88,16 @@ def matrix(module_console: Console) -> dict[str, Any]:
 
 @pytest.mark.parametrize("who", PRINCIPALS)
 @pytest.mark.parametrize(("name", "method", "path", "data", "allowed"), ROUTES, ids=[r[0] for r in ROUTES])
-def test_route_permission(module_console: Console, matrix: dict[str, Any], who: str, name: str, method: str, path: str, data: Any, allowed: set[str]) -> None:
+def test_route_permission(
+    module_console: Console,
+    matrix: dict[str, Any],
+    who: str,
+    name: str,
+    method: str,
+    path: str,
+    data: Any,
+    allowed: set[str],
+) -> None:
     client = module_console.client
     client.cookies.clear()
     for key, value in matrix["sessions"][who].items():
@@ -92,13 +106,24 @@ def test_route_permission(module_console: Console, matrix: dict[str, Any], who: 
     if method == "GET":
         response = client.get(url, follow_redirects=False)
     elif data == "empty-file":
-        response = client.post(url, data={"csrf_token": matrix["tokens"][who]}, files={"photo": ("x.png", b"", "image/png")}, follow_redirects=False)
+        response = client.post(
+            url,
+            data={"csrf_token": matrix["tokens"][who]},
+            files={"photo": ("x.png", b"", "image/png")},
+            follow_redirects=False,
+        )
     else:
-        response = client.post(url, data={"csrf_token": matrix["tokens"][who], **data}, follow_redirects=False)
+        response = client.post(
+            url, data={"csrf_token": matrix["tokens"][who], **data}, follow_redirects=False
+        )
     if who == "anon":
-        assert response.status_code == 303 and response.headers["location"].startswith("/agent/login"), response.text[:300]
+        assert response.status_code == 303 and response.headers["location"].startswith("/agent/login"), (
+            response.text[:300]
+        )
     elif who in allowed:
-        assert response.status_code in (200, 303), f"{who} {name}: {response.status_code} {response.text[:300]}"
+        assert response.status_code in (200, 303), (
+            f"{who} {name}: {response.status_code} {response.text[:300]}"
+        )
         if response.status_code == 303:
             assert not response.headers["location"].startswith("/agent/login")
     else:
@@ -131,4 +156,6 @@ def test_unknown_report_is_404_not_500(module_console: Console, matrix: dict[str
     assert client.get("/agent/cases/PA-0000-00").status_code == 404
     assert client.get("/agent/persons/not-a-person").status_code == 404
     assert client.get("/agent/persons/999999").status_code == 404
-    assert "csrf_token" in client.get("/agent/notifications").text and csrf_of(client.get("/agent/notifications").text)
+    assert "csrf_token" in client.get("/agent/notifications").text and csrf_of(
+        client.get("/agent/notifications").text
+    )

@@ -102,7 +102,10 @@ def build_stack(
         from settings import Settings
 
         settings = Settings(
-            database_url=url, data_dir=data_dir, secret_key="test-secret-key", public_base_url="http://vax.test"
+            database_url=url,
+            data_dir=data_dir,
+            secret_key="test-secret-key",
+            public_base_url="http://vax.test",
         )
         certificates = build_certificate_service(settings, sessions)
     assert not isinstance(certificates, str)
@@ -116,8 +119,14 @@ def build_stack(
         clock=clock,
     )
     return Stack(
-        engine, sessions, registry, ConversationService(sessions, services), Outbox(sessions, clock=clock),
-        clock, codes, config,
+        engine,
+        sessions,
+        registry,
+        ConversationService(sessions, services),
+        Outbox(sessions, clock=clock),
+        clock,
+        codes,
+        config,
     )
 
 

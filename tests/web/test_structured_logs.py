@@ -15,6 +15,7 @@ from web.structured_logs import JsonFormatter, MaskPersonalData, mask_text
         ("cmnd 123456789", "cmnd 123***789"),
         ("sent code 483920 to it", "sent code ****** to it"),
         ("mã: 111222", "mã: ******"),
+        ('"GET /c/eyJwIjoiMTIzIn0.abcDEF123_-x/qr.png HTTP/1.1" 200', '"GET /c/<token>/qr.png HTTP/1.1" 200'),
         ("nothing personal here, 2021-08-02", "nothing personal here, 2021-08-02"),
     ],
 )

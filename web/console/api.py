@@ -35,7 +35,9 @@ def problem(status: int, detail: str, **headers: str) -> JSONResponse:
 async def api_user(request: Request) -> ConsoleUser:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    user = await request.app.state.console.auth.token_user(token.strip()) if scheme.lower() == "bearer" else None
+    user = (
+        await request.app.state.console.auth.token_user(token.strip()) if scheme.lower() == "bearer" else None
+    )
     if user is None:
         raise LoginRequired(request.url.path)  # 401 under /api/
     return user
@@ -99,11 +101,17 @@ async def send_link(request: Request, body: SendLinkRequest, user: ApiUser) -> J
     try:
         sent = await hotline.send_link(console, user, person.id, body.channel)
     except NoAddress as exc:
-        reason = "no phone on record for this person" if exc.key == "no_phone" else "no Telegram chat bound to this person"
+        reason = (
+            "no phone on record for this person"
+            if exc.key == "no_phone"
+            else "no Telegram chat bound to this person"
+        )
         return problem(409, reason)
     except ServiceMissing:
         return problem(503, "the certificate service is not available")
-    return JSONResponse({"status": "queued", "channel": sent.channel, "sent_to": sent.shown_address}, status_code=202)
+    return JSONResponse(
+        {"status": "queued", "channel": sent.channel, "sent_to": sent.shown_address}, status_code=202
+    )
 
 
 # -- corrections -------------------------------------------------------------------------------
@@ -126,7 +134,9 @@ def case_json(case: CorrectionCase, today: date) -> dict[str, Any]:
         "person": {
             "name": case.claimed_name,
             "date_of_birth": iso(case.claimed_date_of_birth),
-            "national_id_masked": (case.claimed_national_id or "")[:3] + "******" + (case.claimed_national_id or "")[-3:]
+            "national_id_masked": (case.claimed_national_id or "")[:3]
+            + "******"
+            + (case.claimed_national_id or "")[-3:]
             if case.claimed_national_id
             else None,
         },
@@ -165,7 +175,9 @@ async def corrections(request: Request, user: ApiUser, status: str = "open", sit
     elif status in {s.value for s in CaseStatus}:
         statuses = frozenset({CaseStatus(status)})
     else:
-        return problem(422, "status must be open, closed, all or one of " + ", ".join(s.value for s in CaseStatus))
+        return problem(
+            422, "status must be open, closed, all or one of " + ", ".join(s.value for s in CaseStatus)
+        )
     cases = await console.registry.list_corrections(
         CorrectionQuery(
             statuses=statuses,
@@ -175,8 +187,17 @@ async def corrections(request: Request, user: ApiUser, status: str = "open", sit
         )
     )
     today = utc_now().date()
-    await console.registry.audit(AuditEntry(user.actor, "api.corrections", None, f"{scope or 'all'} {status}: {len(cases)}"))
-    return JSONResponse({"site": scope, "status": status, "count": len(cases), "corrections": [case_json(c, today) for c in cases]})
+    await console.registry.audit(
+        AuditEntry(user.actor, "api.corrections", None, f"{scope or 'all'} {status}: {len(cases)}")
+    )
+    return JSONResponse(
+        {
+            "site": scope,
+            "status": status,
+            "count": len(cases),
+            "corrections": [case_json(c, today) for c in cases],
+        }
+    )
 
 
 class DoseBody(BaseModel):
@@ -199,7 +220,13 @@ async def resolve(request: Request, ref: str, body: ResolveBody, user: ApiUser) 
     try:
         if body.decision == "approved":
             dose = (
-                DoseInput(body.dose.dose_number, body.dose.vaccine, body.dose.lot, body.dose.administered_on, body.dose.site_code)
+                DoseInput(
+                    body.dose.dose_number,
+                    body.dose.vaccine,
+                    body.dose.lot,
+                    body.dose.administered_on,
+                    body.dose.site_code,
+                )
                 if body.dose is not None
                 else None
             )

@@ -68,5 +68,7 @@ def resolve_attachment(data_dir: Path, attachment: Attachment) -> Servable | Non
     path = next((p for p in candidates if p.is_relative_to(base) and p.is_file()), None)
     if path is None:
         return None
-    content_type = attachment.content_type if attachment.content_type in INLINE_TYPES else "application/octet-stream"
+    content_type = (
+        attachment.content_type if attachment.content_type in INLINE_TYPES else "application/octet-stream"
+    )
     return Servable(path, content_type, content_type in INLINE_TYPES)

@@ -128,7 +128,9 @@ class Auth:
         async with self.sessions() as session, session.begin():
             old = self._unsign(previous_cookie)
             if old is not None:
-                await session.execute(delete(ConsoleSessionRow).where(ConsoleSessionRow.id_hash == _digest(old)))
+                await session.execute(
+                    delete(ConsoleSessionRow).where(ConsoleSessionRow.id_hash == _digest(old))
+                )
             await session.execute(delete(ConsoleSessionRow).where(ConsoleSessionRow.expires_at < now))
             session.add(
                 ConsoleSessionRow(
@@ -218,7 +220,12 @@ class Auth:
 
     def set_login_csrf_cookie(self, response: Response, value: str) -> None:
         response.set_cookie(
-            LOGIN_CSRF_COOKIE, value, path=COOKIE_PATH, httponly=True, secure=self.secure_cookies, samesite="strict"
+            LOGIN_CSRF_COOKIE,
+            value,
+            path=COOKIE_PATH,
+            httponly=True,
+            secure=self.secure_cookies,
+            samesite="strict",
         )
 
     # -- bearer tokens --------------------------------------------------------------------------
@@ -228,7 +235,9 @@ class Auth:
         expires = now + TOKEN_TTL
         async with self.sessions() as session, session.begin():
             await session.execute(delete(ApiTokenRow).where(ApiTokenRow.expires_at < now))
-            session.add(ApiTokenRow(token_hash=_digest(token), user_id=user.id, created_at=now, expires_at=expires))
+            session.add(
+                ApiTokenRow(token_hash=_digest(token), user_id=user.id, created_at=now, expires_at=expires)
+            )
         return token, expires
 
     async def token_user(self, token: str | None) -> ConsoleUser | None:

@@ -66,7 +66,9 @@ def parse_dose(given: DoseInput, actor: str) -> NewDose:
     if not site_code:
         raise InputProblem("bad_site")
     lot = (given.lot or "").strip()[:40] or None
-    return NewDose(number, product.code, when, site_code, lot, source=DoseSource.CORRECTION, recorded_by=actor)
+    return NewDose(
+        number, product.code, when, site_code, lot, source=DoseSource.CORRECTION, recorded_by=actor
+    )
 
 
 async def load_case(console: Any, user: ConsoleUser, ref: str) -> CorrectionCase:
@@ -108,7 +110,9 @@ async def approve(console: Any, user: ConsoleUser, ref: str, dose: DoseInput | N
     resolved = await console.registry.resolve_correction(
         case.ref, Resolution(Decision.APPROVED, note, user.actor, new_dose)
     )
-    detail = f"{case.ref}" + (f"; dose {new_dose.dose_number} {new_dose.product} {new_dose.administered_on}" if new_dose else "")
+    detail = f"{case.ref}" + (
+        f"; dose {new_dose.dose_number} {new_dose.product} {new_dose.administered_on}" if new_dose else ""
+    )
     await console.registry.audit(AuditEntry(user.actor, "case.approve", case.person_id, detail))
     told, reissued = await _close_the_loop(console, resolved, new_dose is not None)
     return Outcome(resolved, told, reissued)
@@ -123,8 +127,12 @@ async def reject(console: Any, user: ConsoleUser, ref: str, reason: str) -> Outc
     reason = (reason or "").strip()[:1000]
     if len(reason) < 3:
         raise InputProblem("reason_required")
-    resolved = await console.registry.resolve_correction(case.ref, Resolution(Decision.REJECTED, reason, user.actor))
-    await console.registry.audit(AuditEntry(user.actor, "case.reject", case.person_id, f"{case.ref}; {reason[:200]}"))
+    resolved = await console.registry.resolve_correction(
+        case.ref, Resolution(Decision.REJECTED, reason, user.actor)
+    )
+    await console.registry.audit(
+        AuditEntry(user.actor, "case.reject", case.person_id, f"{case.ref}; {reason[:200]}")
+    )
     told, _ = await _close_the_loop(console, resolved, False)
     return Outcome(resolved, told, False)
 
@@ -139,9 +147,16 @@ async def reassign(console: Any, user: ConsoleUser, ref: str, target: str, note:
     site_code = None if target.lower() in ("", "hotline") else target.upper()
     if site_code == case.site_code:
         raise InputProblem("same_queue")
-    moved = await console.registry.reassign_correction(case.ref, site_code, user.actor, (note or "").strip()[:500])
+    moved = await console.registry.reassign_correction(
+        case.ref, site_code, user.actor, (note or "").strip()[:500]
+    )
     await console.registry.audit(
-        AuditEntry(user.actor, "case.reassign", case.person_id, f"{case.ref}: {case.site_code or 'hotline'} -> {site_code or 'hotline'}")
+        AuditEntry(
+            user.actor,
+            "case.reassign",
+            case.person_id,
+            f"{case.ref}: {case.site_code or 'hotline'} -> {site_code or 'hotline'}",
+        )
     )
     await console.notifications.add(
         [site_audience(site_code)],
@@ -184,7 +199,9 @@ async def bulk_approve(
 ) -> list[BulkItem]:
     """Approves every selected report whose claimed dose matches the batch (date and vaccine);
     the dose number comes from each report. Others are left open with the reason."""
-    template = parse_dose(DoseInput(1, batch.vaccine, batch.lot, batch.administered_on, batch.site_code), user.actor)
+    template = parse_dose(
+        DoseInput(1, batch.vaccine, batch.lot, batch.administered_on, batch.site_code), user.actor
+    )
     results: list[BulkItem] = []
     for ref in dict.fromkeys(r.strip().upper() for r in refs if r.strip()):
         try:
@@ -199,7 +216,13 @@ async def bulk_approve(
         if reason is not None:
             results.append(BulkItem(ref, False, reason))
             continue
-        dose = DoseInput(_dose_number(case), template.product, template.lot or case.claimed.lot, template.administered_on, template.site_code)
+        dose = DoseInput(
+            _dose_number(case),
+            template.product,
+            template.lot or case.claimed.lot,
+            template.administered_on,
+            template.site_code,
+        )
         try:
             await approve(console, user, ref, dose, note or "bulk")
         except (InvalidRequest, InputProblem, Denied) as exc:

@@ -80,7 +80,9 @@ class CitizenMessenger:
         return [str(c) for c in chats or []]
 
     # -- the three messages ------------------------------------------------------------------
-    async def send_certificate_link(self, person: Person, channel: str, actor: str, language: str = "vi") -> SentLink:
+    async def send_certificate_link(
+        self, person: Person, channel: str, actor: str, language: str = "vi"
+    ) -> SentLink:
         """The person's certificate link to the phone the registry holds (SMS) or to the person's
         bound Telegram chats. Never to an address typed in the console. The text is the engine's
         catalogue entry `sms.cert_link`, rendered by the outbox worker."""

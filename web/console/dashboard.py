@@ -74,7 +74,9 @@ async def build_dashboard(console: Any, now: datetime, window_days: int = 14) ->
     cases = await console.registry.list_corrections(CorrectionQuery(limit=CASE_LIMIT))
     received = Counter(_local_day(c.created_at) for c in cases)
     resolved = Counter(_local_day(c.resolved_at) for c in cases if c.resolved_at is not None)
-    days = [DayRow(d, received[d], resolved[d]) for d in (first + timedelta(days=i) for i in range(window_days))]
+    days = [
+        DayRow(d, received[d], resolved[d]) for d in (first + timedelta(days=i) for i in range(window_days))
+    ]
     durations = [
         (as_utc(c.resolved_at) - as_utc(c.created_at)).total_seconds() / 3600
         for c in cases
@@ -89,7 +91,12 @@ async def build_dashboard(console: Any, now: datetime, window_days: int = 14) ->
             if c.due_on < utc_today:
                 overdue_by_site[c.site_code] += 1
     site_rows = sorted(
-        (SiteOverdue(code, sites.get(code, code) if code else "", open_by_site[code], overdue_by_site[code]) for code in open_by_site),
+        (
+            SiteOverdue(
+                code, sites.get(code, code) if code else "", open_by_site[code], overdue_by_site[code]
+            )
+            for code in open_by_site
+        ),
         key=lambda r: (-r.overdue, -r.open, r.site_code or ""),
     )
     return Dashboard(

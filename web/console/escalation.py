@@ -38,7 +38,9 @@ class EscalationReport:
 
 
 class EscalationJob:
-    def __init__(self, console: Any, *, clock: Clock = utc_now, remind_every: timedelta = REMIND_EVERY) -> None:
+    def __init__(
+        self, console: Any, *, clock: Clock = utc_now, remind_every: timedelta = REMIND_EVERY
+    ) -> None:
         self.console, self.clock, self.remind_every = console, clock, remind_every
 
     async def tick(self) -> EscalationReport:
@@ -47,7 +49,9 @@ class EscalationJob:
         now = self.clock()
         today = now.date()
         report = EscalationReport()
-        cases = await console.registry.list_corrections(CorrectionQuery(statuses=OPEN_STATUSES, limit=SCAN_LIMIT))
+        cases = await console.registry.list_corrections(
+            CorrectionQuery(statuses=OPEN_STATUSES, limit=SCAN_LIMIT)
+        )
         for case in cases:
             if case.queued or case.due_on >= today:
                 continue
@@ -86,8 +90,13 @@ class EscalationJob:
                 elif as_utc(row.last_notified_at) + self.remind_every <= now:
                     result = await session.execute(
                         update(EscalationRow)
-                        .where(EscalationRow.ref == case.ref, EscalationRow.last_notified_at == row.last_notified_at)
-                        .values(last_notified_at=now, notices=EscalationRow.notices + 1, site_code=case.site_code)
+                        .where(
+                            EscalationRow.ref == case.ref,
+                            EscalationRow.last_notified_at == row.last_notified_at,
+                        )
+                        .values(
+                            last_notified_at=now, notices=EscalationRow.notices + 1, site_code=case.site_code
+                        )
                     )
                     if result.rowcount != 1:  # type: ignore[attr-defined]
                         return None
@@ -97,7 +106,9 @@ class EscalationJob:
                     return None
         except IntegrityError:  # another worker marked it first
             return None
-        await self.console.registry.audit(AuditEntry("system:escalation", f"case.{outcome}", case.person_id, case.ref))
+        await self.console.registry.audit(
+            AuditEntry("system:escalation", f"case.{outcome}", case.person_id, case.ref)
+        )
         return outcome
 
     async def handler_name(self, case: CorrectionCase) -> str:
@@ -117,7 +128,9 @@ class EscalationJob:
             return False
         if told:
             async with self.console.db_sessions() as session, session.begin():
-                await session.execute(update(EscalationRow).where(EscalationRow.ref == case.ref).values(citizen_told=True))
+                await session.execute(
+                    update(EscalationRow).where(EscalationRow.ref == case.ref).values(citizen_told=True)
+                )
         return told
 
 
@@ -128,5 +141,7 @@ async def escalated_refs(console: Any, refs: list[str]) -> dict[str, int]:
     from sqlalchemy import select
 
     async with console.db_sessions() as session:
-        rows = await session.execute(select(EscalationRow.ref, EscalationRow.notices).where(EscalationRow.ref.in_(refs)))
+        rows = await session.execute(
+            select(EscalationRow.ref, EscalationRow.notices).where(EscalationRow.ref.in_(refs))
+        )
         return {ref: notices for ref, notices in rows.all()}

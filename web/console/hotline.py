@@ -56,7 +56,9 @@ class SearchOutcome:
     searched: bool = False
 
 
-async def search_persons(console: Any, user: ConsoleUser, national_id: str, dob: str, phone: str) -> SearchOutcome:
+async def search_persons(
+    console: Any, user: ConsoleUser, national_id: str, dob: str, phone: str
+) -> SearchOutcome:
     registry = console.registry
     national_id, dob, phone = (national_id or "").strip(), (dob or "").strip(), (phone or "").strip()
     if not (national_id or dob or phone):
@@ -66,7 +68,9 @@ async def search_persons(console: Any, user: ConsoleUser, national_id: str, dob:
         if e164 is None:
             return SearchOutcome(problem="bad_phone", searched=True)
         persons = await registry.find_persons_by_phone(e164)
-        await registry.audit(AuditEntry(user.actor, "person.search", None, f"phone {mask_phone(e164)}: {len(persons)}"))
+        await registry.audit(
+            AuditEntry(user.actor, "person.search", None, f"phone {mask_phone(e164)}: {len(persons)}")
+        )
         return SearchOutcome(persons, None if persons else "no_match", True)
     nid = normalize_national_id(national_id)
     if nid is None:
@@ -104,7 +108,9 @@ async def person_overview(console: Any, user: ConsoleUser, person_id: str) -> Pe
     return PersonOverview(person, doses, cases, messages, len(chats))
 
 
-async def recent_messages(console: Any, phones: list[str], chats: list[str], limit: int = 10) -> list[OutboxRow]:
+async def recent_messages(
+    console: Any, phones: list[str], chats: list[str], limit: int = 10
+) -> list[OutboxRow]:
     if not phones and not chats:
         return []
     async with console.db_sessions() as session:
@@ -122,7 +128,9 @@ async def recent_messages(console: Any, phones: list[str], chats: list[str], lim
         return list(rows.all())
 
 
-async def send_link(console: Any, user: ConsoleUser, person_id: str, channel: str, language: str = "vi") -> SentLink:
+async def send_link(
+    console: Any, user: ConsoleUser, person_id: str, channel: str, language: str = "vi"
+) -> SentLink:
     if channel not in ("sms", "telegram"):
         raise InputProblem("bad_channel")
     person = await console.registry.get_person(person_id)
@@ -194,7 +202,9 @@ async def file_report(console: Any, user: ConsoleUser, person_id: str, form: Rep
         )
     )
     await console.registry.audit(
-        AuditEntry(user.actor, "case.filed_for_caller", person.id, f"{case.ref}; outcome to {mask_phone(contact)}")
+        AuditEntry(
+            user.actor, "case.filed_for_caller", person.id, f"{case.ref}; outcome to {mask_phone(contact)}"
+        )
     )
     return case
 
@@ -209,19 +219,28 @@ async def change_phone(
     evidence = evidence.strip()
     if len(evidence) < 3:
         raise InputProblem("evidence_required")
-    retire = retire_phone.strip() or None
-    if retire is not None and retire not in person.current_phones:
-        raise InputProblem("bad_retire_phone")
+    retire = None
+    if (
+        retire_phone.strip()
+    ):  # the position of the number among the current ones (the page never holds numbers)
+        phones = person.current_phones
+        if not retire_phone.strip().isdigit() or int(retire_phone) >= len(phones):
+            raise InputProblem("bad_retire_phone")
+        retire = phones[int(retire_phone)]
     updated = await console.registry.update_contact(
         person.id,
-        ContactChange(add_phone=e164, remove_phone=retire, evidence=evidence[:300], actor=user.actor, verified=True),
+        ContactChange(
+            add_phone=e164, remove_phone=retire, evidence=evidence[:300], actor=user.actor, verified=True
+        ),
     )
     await console.registry.audit(
         AuditEntry(
             user.actor,
             "contact.change",
             person.id,
-            f"added {mask_phone(e164)}" + (f", retired {mask_phone(retire)}" if retire else "") + f"; {evidence[:100]}",
+            f"added {mask_phone(e164)}"
+            + (f", retired {mask_phone(retire)}" if retire else "")
+            + f"; {evidence[:100]}",
         )
     )
     return updated

@@ -48,8 +48,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "error_title_422": ("Dữ liệu không hợp lệ", "Invalid input"),
     "error_title_503": ("Tạm thời không phục vụ được", "Temporarily unavailable"),
     "forbidden": ("Vai trò của bạn không được dùng trang này.", "Your role may not use this page."),
-    "other_site": ("Phản ánh này thuộc hàng đợi khác; bạn không được xem.", "This report belongs to another queue; you may not see it."),
-    "cannot_resolve": ("Chỉ nhân viên cơ sở được giao mới được duyệt phản ánh này.", "Only the assigned site's staff may resolve this report."),
+    "other_site": (
+        "Phản ánh này thuộc hàng đợi khác; bạn không được xem.",
+        "This report belongs to another queue; you may not see it.",
+    ),
+    "cannot_resolve": (
+        "Chỉ nhân viên cơ sở được giao mới được duyệt phản ánh này.",
+        "Only the assigned site's staff may resolve this report.",
+    ),
     "csrf": (
         "Biểu mẫu đã hết hạn hoặc không hợp lệ. Hãy tải lại trang và thử lại.",
         "The form has expired or is not valid. Reload the page and try again.",
@@ -66,7 +72,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "already_closed": ("Phản ánh này đã được xử lý xong.", "This report is already closed."),
     # login
     "login_title": ("Đăng nhập bảng điều khiển", "Console login"),
-    "login_intro": ("Dành cho tổng đài viên, nhân viên cơ sở tiêm và quản trị.", "For hotline agents, vaccination site staff and administrators."),
+    "login_intro": (
+        "Dành cho tổng đài viên, nhân viên cơ sở tiêm và quản trị.",
+        "For hotline agents, vaccination site staff and administrators.",
+    ),
     "username": ("Tên đăng nhập", "User name"),
     "password": ("Mật khẩu", "Password"),
     "login_button": ("Đăng nhập", "Log in"),
@@ -84,12 +93,21 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "date_of_birth": ("Ngày sinh", "Date of birth"),
     "dob_hint": ("Ví dụ 14/03/1985.", "For example 14/03/1985."),
     "phone": ("Số điện thoại", "Phone number"),
-    "phone_search_hint": ("Một số có thể dùng chung cho cả gia đình.", "One number may be shared by a whole family."),
+    "phone_search_hint": (
+        "Một số có thể dùng chung cho cả gia đình.",
+        "One number may be shared by a whole family.",
+    ),
     "search_button": ("Tìm", "Search"),
     "search_results": ("{n} người", "{n} persons"),
     "full_name": ("Họ tên", "Full name"),
-    "bad_national_id": ("Số định danh phải có 12 số (CCCD) hoặc 9 số (CMND).", "The national ID must have 12 digits (CCCD) or 9 (CMND)."),
-    "bad_dob": ("Ngày sinh không hợp lệ. Nhập như 14/03/1985.", "The date of birth is not valid. Type it like 14/03/1985."),
+    "bad_national_id": (
+        "Số định danh phải có 12 số (CCCD) hoặc 9 số (CMND).",
+        "The national ID must have 12 digits (CCCD) or 9 (CMND).",
+    ),
+    "bad_dob": (
+        "Ngày sinh không hợp lệ. Nhập như 14/03/1985.",
+        "The date of birth is not valid. Type it like 14/03/1985.",
+    ),
     "bad_phone": ("Số điện thoại không hợp lệ.", "The phone number is not valid."),
     "no_match": ("Không tìm thấy ai khớp.", "Nobody matches."),
     # person
@@ -139,7 +157,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "For example: national ID and date of birth checked on the call. Doses do not change; the old number stays in the history.",
     ),
     "change_phone_button": ("Ghi nhận số mới", "Record the new number"),
-    "bad_retire_phone": ("Số cần ngừng dùng không thuộc người này.", "The number to retire is not one of this person's."),
+    "bad_retire_phone": (
+        "Số cần ngừng dùng không thuộc người này.",
+        "The number to retire is not one of this person's.",
+    ),
     "evidence_required": ("Hãy ghi cách đã xác minh.", "Say how the change was verified."),
     "reports": ("Phản ánh", "Reports"),
     "no_reports": ("Chưa có phản ánh.", "No reports."),
@@ -173,24 +194,48 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "no_phone": ("Người này không có số điện thoại trong sổ.", "This person has no phone on record."),
     "bad_channel": ("Kênh gửi không hợp lệ.", "Not a valid channel."),
     # flashes
-    "link_sent": ("Đã gửi đường dẫn chứng nhận tới {address}.", "The certificate link was sent to {address}."),
-    "certificates_unavailable": ("Dịch vụ chứng nhận chưa sẵn sàng; chưa gửi được.", "The certificate service is not available; nothing was sent."),
+    "link_sent": (
+        "Đã gửi đường dẫn chứng nhận tới {address}.",
+        "The certificate link was sent to {address}.",
+    ),
+    "certificates_unavailable": (
+        "Dịch vụ chứng nhận chưa sẵn sàng; chưa gửi được.",
+        "The certificate service is not available; nothing was sent.",
+    ),
     "report_filed": ("Đã tạo phản ánh {ref}.", "Report {ref} filed."),
-    "report_joined": ("Đã có phản ánh đang mở cho mũi này; thông tin được thêm vào {ref}.", "An open report on this dose exists; the details were added to {ref}."),
+    "report_joined": (
+        "Đã có phản ánh đang mở cho mũi này; thông tin được thêm vào {ref}.",
+        "An open report on this dose exists; the details were added to {ref}.",
+    ),
     "report_queued": (
         "Sổ tiêm chủng đang không trả lời: phản ánh {ref} được xếp hàng và sẽ được gửi khi có kết nối.",
         "The registry is not answering: report {ref} is queued and will be filed when it is back.",
     ),
     "phone_changed": ("Đã ghi nhận số điện thoại mới.", "The new phone number was recorded."),
-    "approved_told": ("Đã duyệt {ref}; người dân đã được báo kèm đường dẫn chứng nhận mới.", "{ref} approved; the citizen has been told, with the fresh certificate link."),
-    "approved_not_told": ("Đã duyệt {ref}, nhưng chưa gửi được tin cho người dân.", "{ref} approved, but the citizen could not be messaged."),
-    "rejected_told": ("Đã từ chối {ref}; người dân đã được báo lý do.", "{ref} rejected; the citizen has been told the reason."),
-    "rejected_not_told": ("Đã từ chối {ref}, nhưng chưa gửi được tin cho người dân.", "{ref} rejected, but the citizen could not be messaged."),
+    "approved_told": (
+        "Đã duyệt {ref}; người dân đã được báo kèm đường dẫn chứng nhận mới.",
+        "{ref} approved; the citizen has been told, with the fresh certificate link.",
+    ),
+    "approved_not_told": (
+        "Đã duyệt {ref}, nhưng chưa gửi được tin cho người dân.",
+        "{ref} approved, but the citizen could not be messaged.",
+    ),
+    "rejected_told": (
+        "Đã từ chối {ref}; người dân đã được báo lý do.",
+        "{ref} rejected; the citizen has been told the reason.",
+    ),
+    "rejected_not_told": (
+        "Đã từ chối {ref}, nhưng chưa gửi được tin cho người dân.",
+        "{ref} rejected, but the citizen could not be messaged.",
+    ),
     "reassigned": ("Đã chuyển {ref} tới {target}.", "{ref} moved to {target}."),
     "photo_added": ("Đã thêm ảnh.", "Photo added."),
     "upload_empty": ("Tệp rỗng.", "The file is empty."),
     "upload_too_big": ("Tệp quá lớn (tối đa 8 MB).", "The file is too big (8 MB at most)."),
-    "upload_bad_type": ("Chỉ nhận ảnh JPEG, PNG, WebP, GIF hoặc PDF.", "Only JPEG, PNG, WebP, GIF images or PDF."),
+    "upload_bad_type": (
+        "Chỉ nhận ảnh JPEG, PNG, WebP, GIF hoặc PDF.",
+        "Only JPEG, PNG, WebP, GIF images or PDF.",
+    ),
     # queue
     "queue_title": ("Hàng đợi phản ánh", "Report queue"),
     "queue": ("Hàng đợi", "Queue"),
@@ -242,7 +287,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "not_approved": ("Chưa duyệt", "Not approved"),
     "bulk_nothing_selected": ("Chưa chọn phản ánh nào.", "No report was selected."),
     "bulk_not_dose_report": ("không phải phản ánh về mũi tiêm", "not a dose report"),
-    "bulk_needs_single_dose": ("liên quan nhiều mũi: cần duyệt riêng", "concerns several doses: resolve it on its own"),
+    "bulk_needs_single_dose": (
+        "liên quan nhiều mũi: cần duyệt riêng",
+        "concerns several doses: resolve it on its own",
+    ),
     "bulk_date_differs": ("ngày tiêm khác đợt này", "claimed date differs from the batch"),
     "bulk_vaccine_differs": ("vắc xin khác đợt này", "claimed vaccine differs from the batch"),
     # case
@@ -267,7 +315,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "reject_title": ("Từ chối", "Reject"),
     "reject_reason": ("Lý do (gửi cho người dân)", "Reason (sent to the citizen)"),
-    "reject_hint": ("Viết rõ để người dân biết cần làm gì tiếp.", "Write it so the citizen knows what to do next."),
+    "reject_hint": (
+        "Viết rõ để người dân biết cần làm gì tiếp.",
+        "Write it so the citizen knows what to do next.",
+    ),
     "reject_button": ("Từ chối phản ánh", "Reject the report"),
     "reject_confirm": ("Từ chối phản ánh này?", "Reject this report?"),
     "reason_required": ("Hãy ghi lý do từ chối.", "Give the reason for rejecting."),
@@ -290,13 +341,25 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "bad_vaccine": ("Vắc xin không có trong danh mục.", "Unknown vaccine."),
     "bad_dose_date": ("Ngày tiêm không hợp lệ.", "The date given is not valid."),
     "bad_site": ("Hãy chọn cơ sở tiêm.", "Choose the site."),
-    "dose_required": ("Phản ánh về mũi tiêm cần ghi mũi tiêm khi duyệt.", "A dose report needs the dose when approved."),
+    "dose_required": (
+        "Phản ánh về mũi tiêm cần ghi mũi tiêm khi duyệt.",
+        "A dose report needs the dose when approved.",
+    ),
     # notifications
     "mark_all_read": ("Đánh dấu đã đọc tất cả", "Mark all as read"),
     "no_notifications": ("Không có thông báo.", "No notifications."),
-    "note_overdue": ("Phản ánh {ref} đã quá hạn xử lý ({detail}).", "Report {ref} is overdue (due {detail})."),
-    "note_still_overdue": ("Phản ánh {ref} vẫn quá hạn ({detail}).", "Report {ref} is still overdue (due {detail})."),
-    "note_reassigned": ("Phản ánh {ref} được chuyển tới hàng đợi này: {detail}.", "Report {ref} was moved to this queue: {detail}."),
+    "note_overdue": (
+        "Phản ánh {ref} đã quá hạn xử lý ({detail}).",
+        "Report {ref} is overdue (due {detail}).",
+    ),
+    "note_still_overdue": (
+        "Phản ánh {ref} vẫn quá hạn ({detail}).",
+        "Report {ref} is still overdue (due {detail}).",
+    ),
+    "note_reassigned": (
+        "Phản ánh {ref} được chuyển tới hàng đợi này: {detail}.",
+        "Report {ref} was moved to this queue: {detail}.",
+    ),
     # admin
     "open_reports": ("Đang mở", "Open"),
     "overdue_reports": ("Quá hạn", "Overdue"),
@@ -312,7 +375,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "channel": ("Kênh", "Channel"),
     "total": ("Tổng", "Total"),
     "delivery_rate": ("Tỷ lệ", "Rate"),
-    "rate_line": ("{accepted}% gửi được · {delivered}% xác nhận đã nhận", "{accepted}% accepted · {delivered}% confirmed delivered"),
+    "rate_line": (
+        "{accepted}% gửi được · {delivered}% xác nhận đã nhận",
+        "{accepted}% accepted · {delivered}% confirmed delivered",
+    ),
     "delivery_hint": (
         "Tỷ lệ tính trên tin đã gửi xong (gửi được, đã nhận, lỗi). Tin lưu nội bộ là khi chưa cấu hình nhà mạng.",
         "Rates are over finished messages (sent, delivered, failed). Kept locally means no provider is configured.",
@@ -327,24 +393,36 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "reset_password": ("Đặt lại mật khẩu", "Reset password"),
     "new_password": ("Mật khẩu mới", "New password"),
     "user_created": ("Đã tạo người dùng {name}.", "User {name} created."),
-    "user_disabled": ("Đã khoá {name}; mọi phiên đăng nhập đã bị đóng.", "{name} disabled; all their sessions were closed."),
+    "user_disabled": (
+        "Đã khoá {name}; mọi phiên đăng nhập đã bị đóng.",
+        "{name} disabled; all their sessions were closed.",
+    ),
     "user_enabled": ("Đã mở khoá {name}.", "{name} enabled."),
     "password_reset": ("Đã đặt lại mật khẩu.", "Password reset."),
     "cannot_disable_self": ("Không thể tự khoá mình.", "You cannot disable yourself."),
     "unknown_site": ("Không có cơ sở này.", "There is no such site."),
-    "username_invalid": ("Tên đăng nhập gồm 2–64 chữ, số, '.', '_' hoặc '-'.", "User names are 2-64 letters, digits, '.', '_' or '-'."),
+    "username_invalid": (
+        "Tên đăng nhập gồm 2–64 chữ, số, '.', '_' hoặc '-'.",
+        "User names are 2-64 letters, digits, '.', '_' or '-'.",
+    ),
     "username_taken": ("Tên đăng nhập đã có.", "That user name exists already."),
     "role_invalid": ("Vai trò không hợp lệ.", "Not a valid role."),
     "site_required": ("Vai trò nhân viên cơ sở cần chọn cơ sở.", "The site role needs a site."),
     "user_not_found": ("Không có người dùng này.", "No such user."),
     "password_too_short": ("Mật khẩu cần ít nhất 8 ký tự.", "The password needs at least 8 characters."),
-    "password_whitespace": ("Mật khẩu không được bắt đầu hay kết thúc bằng dấu cách.", "The password must not begin or end with a space."),
+    "password_whitespace": (
+        "Mật khẩu không được bắt đầu hay kết thúc bằng dấu cách.",
+        "The password must not begin or end with a space.",
+    ),
     "site_code": ("Mã cơ sở", "Site code"),
     "site_name": ("Tên cơ sở", "Site name"),
     "province": ("Tỉnh/thành", "Province"),
     "site_form_title": ("Thêm hoặc sửa cơ sở", "Add or update a site"),
     "site_code_hint": ("Mã đã có sẽ được cập nhật tên.", "An existing code gets its name updated."),
-    "site_invalid": ("Mã cơ sở (2–16 chữ/số) và tên là bắt buộc.", "A site code (2-16 letters/digits) and a name are required."),
+    "site_invalid": (
+        "Mã cơ sở (2–16 chữ/số) và tên là bắt buộc.",
+        "A site code (2-16 letters/digits) and a name are required.",
+    ),
     "site_saved": ("Đã lưu cơ sở {code}.", "Site {code} saved."),
     "sla_explained": (
         "Số ngày làm việc từ khi nhận phản ánh đến hạn trả lời. Áp dụng cho phản ánh mới; phản ánh quá hạn được nhắc và người dân được báo.",

@@ -43,18 +43,29 @@ class NotificationStore:
         self.sessions, self.clock = sessions, clock
 
     @staticmethod
-    def add_in(session: AsyncSession, audiences: Sequence[str], kind: str, ref: str | None, detail: str | None, at: datetime) -> None:
+    def add_in(
+        session: AsyncSession,
+        audiences: Sequence[str],
+        kind: str,
+        ref: str | None,
+        detail: str | None,
+        at: datetime,
+    ) -> None:
         for audience in dict.fromkeys(audiences):
             session.add(NotificationRow(audience=audience, kind=kind, ref=ref, detail=detail, created_at=at))
 
-    async def add(self, audiences: Sequence[str], kind: str, ref: str | None, detail: str | None = None) -> None:
+    async def add(
+        self, audiences: Sequence[str], kind: str, ref: str | None, detail: str | None = None
+    ) -> None:
         async with self.sessions() as session, session.begin():
             self.add_in(session, audiences, kind, ref, detail, self.clock())
 
     async def unread_count(self, user: ConsoleUser) -> int:
         async with self.sessions() as session:
             count = await session.scalar(
-                select(func.count()).select_from(NotificationRow).where(_visible(user), NotificationRow.read_at.is_(None))
+                select(func.count())
+                .select_from(NotificationRow)
+                .where(_visible(user), NotificationRow.read_at.is_(None))
             )
             return int(count or 0)
 

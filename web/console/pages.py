@@ -92,7 +92,9 @@ class Flash:
         return data if isinstance(data, dict) else None
 
 
-def redirect(url: str, flash: Flash | None = None, key: str | None = None, level: str = "ok", **params: Any) -> Response:
+def redirect(
+    url: str, flash: Flash | None = None, key: str | None = None, level: str = "ok", **params: Any
+) -> Response:
     response = RedirectResponse(url, status_code=303)
     if flash is not None and key is not None:
         flash.set(response, key, level, **params)

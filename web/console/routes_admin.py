@@ -33,7 +33,11 @@ async def users(request: Request, info: AdminUser) -> Response:
     return render(
         request,
         "console/admin_users.html",
-        {"users": await console.users.list(), "roles": list(Role), "sites": await console.registry.list_sites()},
+        {
+            "users": await console.users.list(),
+            "roles": list(Role),
+            "sites": await console.registry.list_sites(),
+        },
     )
 
 
@@ -55,7 +59,9 @@ async def create_user(
         user = await console.users.create(username, role, site_code, password, created_by=info.user.actor)
     except UserError as exc:
         return redirect("/agent/admin/users", console.flash, exc.key, "error")
-    await console.registry.audit(AuditEntry(info.user.actor, "user.create", None, f"{user.username} ({user.role.value})"))
+    await console.registry.audit(
+        AuditEntry(info.user.actor, "user.create", None, f"{user.username} ({user.role.value})")
+    )
     return redirect("/agent/admin/users", console.flash, "user_created", name=user.username)
 
 
@@ -70,12 +76,21 @@ async def toggle_user(request: Request, info: AdminForm, user_id: int) -> Respon
         user = await console.users.set_disabled(user_id, disable)
     except UserError as exc:
         return redirect("/agent/admin/users", console.flash, exc.key, "error")
-    await console.registry.audit(AuditEntry(info.user.actor, "user.disable" if disable else "user.enable", None, user.username))
-    return redirect("/agent/admin/users", console.flash, "user_disabled" if disable else "user_enabled", name=user.username)
+    await console.registry.audit(
+        AuditEntry(info.user.actor, "user.disable" if disable else "user.enable", None, user.username)
+    )
+    return redirect(
+        "/agent/admin/users",
+        console.flash,
+        "user_disabled" if disable else "user_enabled",
+        name=user.username,
+    )
 
 
 @router.post("/agent/admin/users/{user_id}/password")
-async def reset_password(request: Request, info: AdminForm, user_id: int, password: str = Form("")) -> Response:
+async def reset_password(
+    request: Request, info: AdminForm, user_id: int, password: str = Form("")
+) -> Response:
     console = request.app.state.console
     try:
         await console.users.set_password(user_id, password)
@@ -87,7 +102,9 @@ async def reset_password(request: Request, info: AdminForm, user_id: int, passwo
 
 @router.get("/agent/admin/sites")
 async def sites(request: Request, info: AdminUser) -> Response:
-    return render(request, "console/admin_sites.html", {"sites": await request.app.state.console.registry.list_sites()})
+    return render(
+        request, "console/admin_sites.html", {"sites": await request.app.state.console.registry.list_sites()}
+    )
 
 
 @router.post("/agent/admin/sites")

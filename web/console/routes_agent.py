@@ -19,7 +19,9 @@ router = console_router()
 
 
 @router.get("/agent/search")
-async def search(request: Request, info: AgentUser, national_id: str = "", dob: str = "", phone: str = "") -> Response:
+async def search(
+    request: Request, info: AgentUser, national_id: str = "", dob: str = "", phone: str = ""
+) -> Response:
     console = request.app.state.console
     outcome = await hotline.search_persons(console, info.user, national_id[:40], dob[:20], phone[:30])
     if len(outcome.persons) == 1 and not phone:
@@ -54,7 +56,9 @@ def _back(person_id: str) -> str:
 
 
 @router.post("/agent/persons/{person_id}/send-link")
-async def send_link(request: Request, info: AgentForm, person_id: str, channel: str = Form("sms")) -> Response:
+async def send_link(
+    request: Request, info: AgentForm, person_id: str, channel: str = Form("sms")
+) -> Response:
     console = request.app.state.console
     try:
         sent = await hotline.send_link(console, info.user, person_id, channel, language_of(request))
@@ -82,7 +86,9 @@ async def file_report(
     language: str = Form("vi"),
 ) -> Response:
     console = request.app.state.console
-    form = ReportForm(kind, doses_concerned, claimed_date, vaccine, site, lot, description, contact, other_phone, language)
+    form = ReportForm(
+        kind, doses_concerned, claimed_date, vaccine, site, lot, description, contact, other_phone, language
+    )
     try:
         case = await hotline.file_report(console, info.user, person_id, form)
     except InputProblem as exc:

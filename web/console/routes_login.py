@@ -87,7 +87,9 @@ async def logout(request: Request, info: AnyForm) -> Response:
 
 
 @router.post("/agent/lang")
-async def switch_language(request: Request, lang: str = Form("vi"), csrf_token: str = Form(""), back: str = Form("")) -> Response:
+async def switch_language(
+    request: Request, lang: str = Form("vi"), csrf_token: str = Form(""), back: str = Form("")
+) -> Response:
     """Works logged in (session token) and on the login page (login cookie token)."""
     console = request.app.state.console
     info = await console.auth.session_info(request.cookies.get(SESSION_COOKIE))
@@ -99,7 +101,14 @@ async def switch_language(request: Request, lang: str = Form("vi"), csrf_token: 
     if not valid:
         raise Denied("csrf")
     response = redirect(safe_next(back) or ("/agent/" if info else "/agent/login"))
-    response.set_cookie(LANG_COOKIE, lang if lang in LANGUAGES else "vi", path="/agent", max_age=365 * 86400, samesite="lax", httponly=True)
+    response.set_cookie(
+        LANG_COOKIE,
+        lang if lang in LANGUAGES else "vi",
+        path="/agent",
+        max_age=365 * 86400,
+        samesite="lax",
+        httponly=True,
+    )
     return response
 
 
@@ -126,4 +135,11 @@ async def static_file(name: str) -> Response:
     if name not in ("console.css", "console.js"):
         return Response(status_code=404)
     media = "text/css" if name.endswith(".css") else "text/javascript"
-    return FileResponse(STATIC / name, media_type=media, headers={"Cache-Control": "max-age=300", "X-Content-Type-Options": SECURITY_HEADERS["X-Content-Type-Options"]})
+    return FileResponse(
+        STATIC / name,
+        media_type=media,
+        headers={
+            "Cache-Control": "max-age=300",
+            "X-Content-Type-Options": SECURITY_HEADERS["X-Content-Type-Options"],
+        },
+    )

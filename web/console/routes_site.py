@@ -20,6 +20,7 @@ from web.console.attachments import UploadProblem, resolve_attachment, store_upl
 from web.console.casework import DoseInput
 from web.console.escalation import escalated_refs
 from web.console.hotline import InputProblem
+from web.console.i18n import MESSAGES
 from web.console.pages import redirect, render
 from web.console.routing import console_router
 from web.console.sla import SlaState, sla_state
@@ -35,7 +36,14 @@ STATUS_FILTERS = {
 
 def _matches(case, q: str) -> bool:  # type: ignore[no-untyped-def]
     q = q.casefold()
-    fields = (case.ref, case.claimed_name, case.claimed_national_id, case.contact_phone, case.description, case.claimed.vaccine)
+    fields = (
+        case.ref,
+        case.claimed_name,
+        case.claimed_national_id,
+        case.contact_phone,
+        case.description,
+        case.claimed.vaccine,
+    )
     return any(q in (f or "").casefold() for f in fields)
 
 
@@ -91,7 +99,11 @@ async def queue(
 async def case_page(request: Request, info: AnyUser, ref: str) -> Response:
     console = request.app.state.console
     case = await casework.load_case(console, info.user, ref)
-    if case.is_open and can_resolve_case(info.user, case) and case.status in (CaseStatus.RECEIVED, CaseStatus.ROUTED):
+    if (
+        case.is_open
+        and can_resolve_case(info.user, case)
+        and case.status in (CaseStatus.RECEIVED, CaseStatus.ROUTED)
+    ):
         case = await console.registry.mark_in_review(case.ref, info.user.actor)
     person, doses = None, []
     if case.person_id is not None:
@@ -111,7 +123,9 @@ async def case_page(request: Request, info: AnyUser, ref: str) -> Response:
             "sites": await console.registry.list_sites(),
             "products": PRODUCTS,
             "claimed_product": claimed_product.code if claimed_product else "",
-            "default_dose_number": case.doses_concerned.dose_numbers()[0] if case.doses_concerned and len(case.doses_concerned.dose_numbers()) == 1 else "",
+            "default_dose_number": case.doses_concerned.dose_numbers()[0]
+            if case.doses_concerned and len(case.doses_concerned.dose_numbers()) == 1
+            else "",
             "default_site": case.site_code or "",
             "escalations": (await escalated_refs(console, [case.ref])).get(case.ref, 0),
         },
@@ -120,6 +134,14 @@ async def case_page(request: Request, info: AnyUser, ref: str) -> Response:
 
 def _case_url(ref: str) -> str:
     return f"/agent/cases/{ref}"
+
+
+def _refused(console: object, ref: str, exc: Exception) -> Response:
+    """Back to the report with the reason: a catalogue key, or the registry's own words."""
+    key = getattr(exc, "key", None) or (str(exc) if str(exc) in MESSAGES else None)
+    if key is not None:
+        return redirect(_case_url(ref), console.flash, key, "error")  # type: ignore[attr-defined]
+    return redirect(_case_url(ref), console.flash, "refused", "error", detail=str(exc))  # type: ignore[attr-defined]
 
 
 @router.post("/agent/cases/{ref}/approve")
@@ -140,7 +162,7 @@ async def approve(
     try:
         outcome = await casework.approve(console, info.user, ref, dose, note)
     except (InputProblem, InvalidRequest) as exc:
-        return redirect(_case_url(ref), console.flash, getattr(exc, "key", None) or "refused", "error", detail=str(exc))
+        return _refused(console, ref, exc)
     key = "approved_told" if outcome.citizen_told else "approved_not_told"
     return redirect(_case_url(outcome.case.ref), console.flash, key, ref=outcome.case.ref)
 
@@ -151,18 +173,20 @@ async def reject(request: Request, info: AnyForm, ref: str, reason: str = Form("
     try:
         outcome = await casework.reject(console, info.user, ref, reason)
     except (InputProblem, InvalidRequest) as exc:
-        return redirect(_case_url(ref), console.flash, getattr(exc, "key", None) or "refused", "error", detail=str(exc))
+        return _refused(console, ref, exc)
     key = "rejected_told" if outcome.citizen_told else "rejected_not_told"
     return redirect(_case_url(outcome.case.ref), console.flash, key, ref=outcome.case.ref)
 
 
 @router.post("/agent/cases/{ref}/reassign")
-async def reassign(request: Request, info: AnyForm, ref: str, target: str = Form(""), note: str = Form("")) -> Response:
+async def reassign(
+    request: Request, info: AnyForm, ref: str, target: str = Form(""), note: str = Form("")
+) -> Response:
     console = request.app.state.console
     try:
         moved = await casework.reassign(console, info.user, ref, target, note)
     except (InputProblem, InvalidRequest) as exc:
-        return redirect(_case_url(ref), console.flash, getattr(exc, "key", None) or "refused", "error", detail=str(exc))
+        return _refused(console, ref, exc)
     where = moved.site_code or HOTLINE
     # the user may no longer see the report once it has left their queue
     return redirect("/agent/queue", console.flash, "reassigned", ref=moved.ref, target=where)
@@ -191,7 +215,9 @@ async def attachment(request: Request, info: AnyUser, ref: str, attachment_id: s
     servable = resolve_attachment(Path(console.settings.data_dir), found)
     if servable is None:
         raise PageNotFound("file_missing")
-    await console.registry.audit(AuditEntry(info.user.actor, "attachment.view", case.person_id, f"{case.ref}/{found.id}"))
+    await console.registry.audit(
+        AuditEntry(info.user.actor, "attachment.view", case.person_id, f"{case.ref}/{found.id}")
+    )
     disposition = "inline" if servable.inline else "attachment"
     return FileResponse(
         servable.path,
@@ -222,7 +248,17 @@ async def bulk_approve(
     refs = [str(v) for v in form.getlist("refs")][:200]
     site = (info.user.site_code or "") if info.user.role == Role.SITE else site_code
     try:
-        results = await casework.bulk_approve(console, info.user, refs, DoseInput(1, vaccine, lot, administered_on, site), note)
+        results = await casework.bulk_approve(
+            console, info.user, refs, DoseInput(1, vaccine, lot, administered_on, site), note
+        )
     except InputProblem as exc:
         return redirect("/agent/queue", console.flash, exc.key, "error")
-    return render(request, "console/bulk_result.html", {"results": results, "batch": {"vaccine": vaccine, "administered_on": administered_on, "lot": lot, "site": site}, "today": date.today()})
+    return render(
+        request,
+        "console/bulk_result.html",
+        {
+            "results": results,
+            "batch": {"vaccine": vaccine, "administered_on": administered_on, "lot": lot, "site": site},
+            "today": date.today(),
+        },
+    )

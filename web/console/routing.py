@@ -40,7 +40,9 @@ class ConsoleRoute(APIRoute):
             except LoginRequired as exc:
                 if _is_api(request):
                     return JSONResponse(
-                        {"detail": "not_authenticated"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+                        {"detail": "not_authenticated"},
+                        status_code=401,
+                        headers={"WWW-Authenticate": "Bearer"},
                     )
                 return redirect(f"/agent/login?next={quote(exc.next_path, safe='/?=&')}")
             except Denied as exc:
@@ -60,4 +62,6 @@ class ConsoleRoute(APIRoute):
 
 
 def console_router(**kwargs: Any) -> APIRouter:
-    return APIRouter(route_class=ConsoleRoute, include_in_schema=kwargs.pop("include_in_schema", False), **kwargs)
+    return APIRouter(
+        route_class=ConsoleRoute, include_in_schema=kwargs.pop("include_in_schema", False), **kwargs
+    )

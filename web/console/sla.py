@@ -43,7 +43,9 @@ def apply_to_registry(registry: Any, days: int) -> bool:
 
 
 class SlaSettings:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], default_days: int, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], default_days: int, *, clock: Clock = utc_now
+    ) -> None:
         self.sessions, self.default_days, self.clock = sessions, default_days, clock
 
     async def working_days(self) -> int:
@@ -62,6 +64,8 @@ class SlaSettings:
         async with self.sessions() as session, session.begin():
             row = await session.get(ConsoleSettingRow, SLA_KEY)
             if row is None:
-                session.add(ConsoleSettingRow(key=SLA_KEY, value=str(days), updated_at=self.clock(), updated_by=actor))
+                session.add(
+                    ConsoleSettingRow(key=SLA_KEY, value=str(days), updated_at=self.clock(), updated_by=actor)
+                )
             else:
                 row.value, row.updated_at, row.updated_by = str(days), self.clock(), actor

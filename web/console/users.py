@@ -111,7 +111,9 @@ class UserStore:
 
     async def list(self) -> list[ConsoleUser]:
         async with self.sessions() as session:
-            rows = await session.scalars(select(ConsoleUserRow).order_by(ConsoleUserRow.role, ConsoleUserRow.username))
+            rows = await session.scalars(
+                select(ConsoleUserRow).order_by(ConsoleUserRow.role, ConsoleUserRow.username)
+            )
             return [to_user(r) for r in rows.all()]
 
     async def usernames_for_audience(self, audience: str) -> list[str]:
@@ -125,7 +127,9 @@ class UserStore:
                 raise UserError("user_not_found")
             row.disabled = disabled
             if disabled:  # a disabled user is logged out everywhere at once
-                await session.execute(ConsoleSessionRow.__table__.delete().where(ConsoleSessionRow.user_id == user_id))
+                await session.execute(
+                    ConsoleSessionRow.__table__.delete().where(ConsoleSessionRow.user_id == user_id)
+                )
                 await session.execute(ApiTokenRow.__table__.delete().where(ApiTokenRow.user_id == user_id))
             return to_user(row)
 
@@ -141,7 +145,9 @@ class UserStore:
             )
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise UserError("user_not_found")
-            await session.execute(ConsoleSessionRow.__table__.delete().where(ConsoleSessionRow.user_id == user_id))
+            await session.execute(
+                ConsoleSessionRow.__table__.delete().where(ConsoleSessionRow.user_id == user_id)
+            )
 
 
 # -- the command line ----------------------------------------------------------------------------
@@ -191,9 +197,7 @@ async def _site_warning(settings: object, engine: object, site_code: str) -> str
         await registry.close()
 
 
-def create_user_cli(
-    settings: object, name: str, role: str, site: str | None, password_stdin: bool
-) -> int:
+def create_user_cli(settings: object, name: str, role: str, site: str | None, password_stdin: bool) -> int:
     from db.base import make_async_engine, make_sessionmaker
     from db.migrate import migrate
 

@@ -55,7 +55,9 @@ def setup_console(state: Any) -> ConsoleState:
     )
     console.escalation = EscalationJob(console)
     state.console = console
-    state.background.append(("console-escalation", settings.escalation_interval_seconds, console.escalation.tick))
+    state.background.append(
+        ("console-escalation", settings.escalation_interval_seconds, console.escalation.tick)
+    )
     return console
 
 
