@@ -71,6 +71,7 @@ class TelegramChannel:
         self.application.add_error_handler(self._on_error)
         self.sender = TelegramSender(self.application.bot, on_unreachable)  # the outbox's "telegram" sender
         self.ready = False
+        self._initialized = False
         self.delivery = "not started"
         self._offset = 0
         self._undelivered: set[int] = set()  # updates whose answer failed on the Bot API side
@@ -78,7 +79,8 @@ class TelegramChannel:
 
     @property
     def bot(self) -> Bot:
-        return self.application.bot
+        bot: Bot = self.application.bot
+        return bot
 
     # -- life cycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -93,8 +95,9 @@ class TelegramChannel:
             self._starter = asyncio.create_task(self._keep_connecting(), name="telegram-connect")
 
     async def _connect(self) -> None:
-        if not self.application._initialized:  # noqa: SLF001 - PTB has no public flag
+        if not self._initialized:
             await self.application.initialize()
+            self._initialized = True
         await register_commands(self.bot)
         self.delivery = await configure_delivery(self.bot, self.settings)
         if not self.application.running:
@@ -117,8 +120,9 @@ class TelegramChannel:
                 await self._starter
         if self.application.running:
             await self.application.stop()
-        if self.application._initialized:  # noqa: SLF001
+        if self._initialized:
             await self.application.shutdown()
+            self._initialized = False
         self.ready = False
 
     # -- receiving -----------------------------------------------------------------------------

@@ -59,8 +59,8 @@ def user_language(update: Update) -> str:
 
 
 def parse_command(message: Message) -> tuple[str, str | None] | None:
-    """("check", "PA-7K3D-9Q") for "/check PA-7K3D-9Q" or "/check@vaxchannel_bot PA-…"; None when the
-    text is no command. An unknown command maps to ("", None): the engine answers it with help."""
+    """("check", "PA-7K3D-95") for "/check PA-7K3D-95" or "/check@vaxchannel_bot PA-…"; None when the
+    text is no command. An unknown command is "help" (it must not be taken as an answer to a step)."""
     text = message.text or ""
     entities = message.entities or ()
     if not text.startswith("/") or not any(
@@ -69,7 +69,9 @@ def parse_command(message: Message) -> tuple[str, str | None] | None:
         return None
     head, _, rest = text.partition(" ")
     name = head[1:].split("@", 1)[0].lower()
-    return COMMANDS.get(name, ""), (rest.strip() or None)
+    if name not in COMMANDS:
+        return "help", None
+    return COMMANDS[name], (rest.strip() or None)
 
 
 def _sniff(data: bytes) -> str | None:
@@ -151,8 +153,6 @@ async def to_inbound(update: Update, bot: Bot, uploads: Path) -> Inbound | Notic
     command = parse_command(message)
     if command is not None:
         name, argument = command
-        if not name:
-            return inbound(text=message.text or "")
         return inbound(command=name, argument=argument)
     if message.contact is not None:
         if message.contact.user_id != user.id:

@@ -9,6 +9,7 @@ told to fail: 429 with `retry_after`, 500, or 403 "bot was blocked by the user".
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import socket
@@ -281,8 +282,6 @@ class LocalBotApi:
         return JSONResponse({"ok": False, "error_code": 404, "description": "Not Found"}, 404)
 
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        import asyncio
-
         offset = int(params.get("offset") or 0)
         timeout = min(float(params.get("timeout") or 0), 30.0)
         deadline = time.monotonic() + timeout
@@ -297,7 +296,7 @@ class LocalBotApi:
     # -- method results ------------------------------------------------------------------------
     def _message(self, params: dict[str, Any], **content: Any) -> dict[str, Any]:
         chat_id = params.get("chat_id")
-        chat: dict[str, Any] = {"id": int(chat_id) if str(chat_id).lstrip("-").isdigit() else chat_id}
+        chat: dict[str, Any] = {"id": int(str(chat_id)) if str(chat_id).lstrip("-").isdigit() else chat_id}
         chat["type"] = "private" if isinstance(chat["id"], int) and chat["id"] > 0 else "group"
         message = {"message_id": next(self._message_ids), "from": BOT_USER, "chat": chat}
         message["date"] = int(time.time())
@@ -326,7 +325,7 @@ class LocalBotApi:
         stored = self._store_upload(files.get("photo"), params.get("photo"))
         if stored is None:
             return 400, {"ok": False, "error_code": 400, "description": "Bad Request: there is no photo"}
-        size = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id}
+        size: dict[str, Any] = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id}
         size |= {"file_size": len(stored.data), "width": 800, "height": 800}
         content: dict[str, Any] = {"photo": [size]}
         if params.get("caption"):
@@ -338,7 +337,7 @@ class LocalBotApi:
         stored = self._store_upload(upload, params.get("document"))
         if stored is None:
             return 400, {"ok": False, "error_code": 400, "description": "Bad Request: there is no document"}
-        document = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id}
+        document: dict[str, Any] = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id}
         document |= {"file_size": len(stored.data)}
         if upload is not None:
             document |= {"file_name": upload.filename, "mime_type": upload.content_type}

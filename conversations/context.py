@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from conversations.bindings import BindingStore
@@ -93,6 +94,13 @@ class Context:
 
     def forget_bound_cache(self) -> None:
         self._persons_bound = None
+
+    def code_pending(self) -> bool:
+        """A one-time code sent for this caller is still valid (kept in the session: no query)."""
+        until = self.state.code_until
+        if self.code_settled or not until:
+            return False
+        return datetime.fromisoformat(until) > self.services.clock()
 
     def note_bound(self, person_ids: list[str]) -> None:
         """Bindings decided in this turn (not yet written) count as bound for the rest of it."""

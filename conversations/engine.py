@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 
 from conversations.context import Context
-from conversations.flows import attach, check_report, language, login, menu, verify_code
+from conversations.flows import attach, check_report, hotline, language, login, menu, verify_code
 from conversations.flows.run import FLOWS, with_person
 from conversations.keywords import parse_keyword
 from conversations.model import Channel, Option, Reply
 from conversations.rendering import MORE_KEY, fits, merge, paginate
 from conversations.state import Page
+from conversations.text import strip_diacritics
 from registry_client.errors import RegistryUnavailable
 
 log = logging.getLogger(__name__)
@@ -89,9 +90,7 @@ class Engine:
                 await (menu.offer_resume(ctx) if state.resume else menu.show(ctx))
             return
         state.resume = None
-        if login.answers_code_anywhere(ctx, text) and await ctx.services.otp.has_live_code(
-            ctx.channel.value, ctx.address
-        ):
+        if login.answers_code_anywhere(ctx, text) and ctx.code_pending():
             await login.enter_code(ctx, text)
             return
         await menu.choose(ctx, text)
@@ -130,7 +129,7 @@ class Engine:
         elif name == "logout":
             await self._logout(ctx)
         elif name == "hotline":
-            menu.hotline(ctx)
+            hotline.show(ctx)
         else:
             menu.help_text(ctx)
 
@@ -150,13 +149,21 @@ class Engine:
         """SMS and USSD get one text per turn within their budget; a longer one is paginated (98)."""
         if ctx.channel == Channel.TELEGRAM:
             return
-        strip = ctx.config.strip_diacritics
         reply = merge(ctx.turn.replies)
+        if ctx.config.strip_diacritics:  # once here rather than in every measurement below
+            reply = Reply(
+                strip_diacritics(reply.text),
+                tuple(Option(o.key, strip_diacritics(o.label)) for o in reply.options),
+                reply.certificate,
+                reply.ask_contact,
+            )
         ctx.turn.replies = [reply]
-        if fits(ctx.channel, reply, ctx.turn.end, strip=strip):
+        if fits(ctx.channel, reply, ctx.turn.end, strip=False):
             return
         more = Option(MORE_KEY, ctx.t("common.more"))
-        pages = paginate(reply.text, reply.options, more, lambda r: fits(ctx.channel, r, False, strip=strip))
+        if ctx.config.strip_diacritics:
+            more = Option(MORE_KEY, strip_diacritics(more.label))
+        pages = paginate(reply.text, reply.options, more, lambda r: fits(ctx.channel, r, False, strip=False))
         ctx.turn.replies = [pages[0]]
         ctx.state.pages = [Page(p.text, [(o.key, o.label) for o in p.options]) for p in pages[1:]]
         if ctx.turn.end and ctx.state.pages:

@@ -78,9 +78,14 @@ def paginate(
         if not rest or fits_page(Reply(tail, final_options)):
             pages.append(Reply(tail, final_options))
             return pages
-        taken = 0
-        while taken < len(rest) and fits_page(Reply("".join(rest[: taken + 1]).strip(), middle_options)):
-            taken += 1
+        lo, hi = 0, len(rest)  # the longest prefix of pieces that fits (fitting is monotonic)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits_page(Reply("".join(rest[:mid]).strip(), middle_options)):
+                lo = mid
+            else:
+                hi = mid - 1
+        taken = lo
         if taken == 0:  # one word longer than a page: cut it
             word = rest[0].strip()
             cut = _longest_prefix(word, lambda s: fits_page(Reply(s, middle_options)))

@@ -9,12 +9,14 @@ stored replies and is not processed again.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -53,6 +55,11 @@ class ConversationService:
         self.sessions, self.services = sessions, services
         self.engine = engine or Engine()
         self.clock = services.clock
+        bind = sessions.kw.get("bind")
+        self.dialect = bind.dialect.name if bind is not None else ""
+        # SQLite has one writer: this process's turns queue here instead of in SQLite's busy handler
+        # (which sleeps in growing steps and made the latency tail long under load).
+        self._sqlite_writes = asyncio.Lock()
 
     @property
     def bindings(self) -> BindingStore:
@@ -112,8 +119,8 @@ class ConversationService:
         audits: list[AuditEntry] = []
         outbound = []
         ctx: Context | None = None
-        for text in texts:
-            one = dataclasses.replace(inbound, text=text) if inbound.channel == Channel.USSD else inbound
+        for typed in texts:
+            one = dataclasses.replace(inbound, text=typed) if inbound.channel == Channel.USSD else inbound
             ctx = Context(one, state, self.services)
             await self.engine.run(ctx)
             effects.extend(ctx.effects)
@@ -183,7 +190,12 @@ class ConversationService:
         }
         for attempt in (1, 2):
             try:
-                async with self.sessions() as db, db.begin():
+                async with self._write_slot(), self.sessions() as db, db.begin():
+                    if self.dialect == "postgresql" and not effects and not turn.outbound:
+                        # Only where-am-I state: losing the last instant of it if the database
+                        # server crashes is harmless, so skip the fsync wait. Turns that send a
+                        # message or change codes/bindings stay fully durable.
+                        await db.execute(text("SET LOCAL synchronous_commit TO OFF"))
                     if inbound.dedup_key is not None:
                         db.add(
                             InboundReceiptRow(
@@ -210,6 +222,9 @@ class ConversationService:
                     raise
                 loaded.row_id = None  # a concurrent first message created the row: update it
         return None
+
+    def _write_slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self._sqlite_writes if self.dialect == "sqlite" else contextlib.nullcontext()
 
     async def _write_session(
         self, db: AsyncSession, loaded: _Loaded, inbound: Inbound, values: dict[str, Any]

@@ -28,6 +28,7 @@ class SessionState:
     last_replies: list[dict[str, Any]] = field(default_factory=list)  # for a replayed USSD request
     last_end: bool = False
     resume: dict[str, Any] | None = None  # a dropped USSD session's flow, offered for resumption
+    code_until: str | None = None  # ISO instant: a one-time code for this caller is valid until then
     last_ref: str | None = None  # the newest report filed here (photos sent later attach to it)
 
     def to_json(self) -> dict[str, Any]:

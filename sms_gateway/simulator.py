@@ -38,6 +38,7 @@ class OutboxWatcher:
             strip_sms_diacritics=settings.sms_strip_diacritics, hotline=settings.hotline_number
         )
         self.last_id = self._newest_id()
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="outbox-watcher", daemon=True)
 
@@ -71,10 +72,15 @@ class OutboxWatcher:
             texts.append(self.render(row))  # type: ignore[arg-type]
         return texts
 
+    def flush(self) -> None:
+        """Shows what arrived since the last look (called after every answer, and every second)."""
+        with self._lock:
+            for text in self.poll():
+                self.show(f"  ✉  SMS to {self.phone}: {text}")
+
     def _loop(self) -> None:
         while not self._stop.wait(1.0):
-            for text in self.poll():
-                self.show(f"\n  ✉  SMS to {self.phone}: {text}\n")
+            self.flush()
 
     def start(self) -> None:
         self._thread.start()
@@ -149,7 +155,9 @@ class SmsPhone:
         return [m.text or "" for m in root.iter("Message")]
 
 
-def _ussd_loop(phone: UssdPhone, read: Callable[[str], str], show: Printer) -> None:
+def _ussd_loop(
+    phone: UssdPhone, read: Callable[[str], str], show: Printer, flush: Callable[[], None] = lambda: None
+) -> None:
     show("USSD: Enter dials the service code, q quits.")
     while True:
         if read("[dial] ").strip().lower() in ("q", "quit", "exit"):
@@ -157,6 +165,7 @@ def _ussd_loop(phone: UssdPhone, read: Callable[[str], str], show: Printer) -> N
         screen = phone.dial()
         while True:
             show("\n" + screen[4:] if screen[:4] in ("CON ", "END ") else screen)
+            flush()
             if not screen.startswith("CON"):
                 show("(session ended)")
                 break
@@ -166,7 +175,9 @@ def _ussd_loop(phone: UssdPhone, read: Callable[[str], str], show: Printer) -> N
             screen = phone.send(answer.strip())
 
 
-def _sms_loop(phone: SmsPhone, read: Callable[[str], str], show: Printer) -> None:
+def _sms_loop(
+    phone: SmsPhone, read: Callable[[str], str], show: Printer, flush: Callable[[], None] = lambda: None
+) -> None:
     show("SMS: type a message (e.g. HD, MUI, DK 001085012345 14031985), q quits.")
     while True:
         body = read("sms> ")
@@ -174,6 +185,7 @@ def _sms_loop(phone: SmsPhone, read: Callable[[str], str], show: Printer) -> Non
             return
         for text in phone.send(body) or ["(no reply)"]:
             show(f"  ← {text}")
+        flush()
 
 
 def run_simulator(settings: Settings, channel: str, phone: str, url: str | None) -> int:
@@ -188,9 +200,10 @@ def run_simulator(settings: Settings, channel: str, phone: str, url: str | None)
     try:
         with httpx.Client(timeout=20.0) as client:
             if channel == "ussd":
-                _ussd_loop(UssdPhone(client, base_url, number, settings.ussd_gateway_token), input, print)
+                phone_ussd = UssdPhone(client, base_url, number, settings.ussd_gateway_token)
+                _ussd_loop(phone_ussd, input, print, watcher.flush)
             else:
-                _sms_loop(SmsPhone(client, settings, base_url, number), input, print)
+                _sms_loop(SmsPhone(client, settings, base_url, number), input, print, watcher.flush)
     except (EOFError, KeyboardInterrupt):
         print()
     except httpx.ConnectError:

@@ -11,7 +11,7 @@ from conversations.model import Channel
 from conversations.otp import looks_like_code
 from outbox.store import OutboundMessage
 from registry_client.errors import RecordNotFound
-from registry_client.identity import normalize_national_id, normalize_phone, parse_ddmmyyyy
+from registry_client.identity import mask_phone, normalize_national_id, normalize_phone, parse_ddmmyyyy
 from registry_client.models import Person
 
 NAME = "login"
@@ -148,6 +148,7 @@ async def _send_code(ctx: Context, person: Person, phone: str, *, sent_key: str 
         return
     code, effect = otp.issue(person.id, phone, ctx.channel.value, ctx.address)
     ctx.effect(effect)
+    ctx.state.code_until = (ctx.services.clock() + otp.ttl).isoformat()
     ctx.send(
         OutboundMessage(
             channel="sms",
@@ -199,10 +200,12 @@ async def enter_code(ctx: Context, text: str) -> None:
         ctx.ask(ctx.t("login.code_expired"), [(RESEND, ctx.t("login.resend"))])
         return
     if result.outcome == "locked":
+        ctx.state.code_until = None
         ctx.say("login.locked", minutes=15)
         ctx.finish()
         return
     ctx.code_settled = True
+    ctx.state.code_until = None
     then = ctx.state.data.get("then")
     by_phone = ctx.state.data.get("by_phone")
     person = await ctx.person(challenge.person_id)
@@ -217,7 +220,10 @@ async def enter_code(ctx: Context, text: str) -> None:
                 ctx.effect(bindings.bind_effect(ctx.channel.value, ctx.address, other.id))
                 bound.append(other.id)
     ctx.audit("login.verified", person.id, f"{ctx.channel.value} binding")
-    ctx.say("login.success", name=person.full_name)
+    if by_phone:
+        ctx.say("login.phone_verified", phone=mask_phone(by_phone))
+    else:
+        ctx.say("login.success", name=person.full_name)
     ctx.forget_bound_cache()
     ctx.note_bound(bound + [p for p in await ctx.bound_persons() if p not in bound])
     if by_phone and len(bound) > 1:

@@ -30,7 +30,7 @@ async def show(ctx: Context, *, invalid: bool = False) -> None:
         (LANGUAGE, ctx.t("menu.language")),
         (VERIFY, ctx.t("menu.verify")),
     ]
-    if not ctx.code_settled and await ctx.services.otp.has_live_code(ctx.channel, ctx.address):
+    if ctx.code_pending():
         options.append((ENTER_CODE, ctx.t("menu.enter_code")))
     bound = await ctx.bound_persons()
     title = ctx.t("menu.title")
@@ -47,7 +47,7 @@ async def show(ctx: Context, *, invalid: bool = False) -> None:
 
 async def choose(ctx: Context, text: str) -> None:
     """A main-menu choice (USSD, or a number sent by SMS / pressed in Telegram)."""
-    from conversations.flows import check_report, language, login, pick, verify_code
+    from conversations.flows import check_report, hotline, language, login, pick, verify_code
     from conversations.flows.run import with_person
 
     choice = text.strip()
@@ -63,21 +63,16 @@ async def choose(ctx: Context, text: str) -> None:
         await language.begin(ctx)
     elif choice == VERIFY:
         await verify_code.begin(ctx, None)
-    elif choice == ENTER_CODE and await ctx.services.otp.has_live_code(ctx.channel, ctx.address):
+    elif choice == ENTER_CODE and ctx.code_pending():
         await login.begin_enter_code(ctx)
     elif choice == SWITCH and len(await ctx.bound_persons()) > 1:
         await pick.begin(ctx, None)
     elif choice == HOTLINE:
-        hotline(ctx)
+        hotline.show(ctx)
     elif ctx.channel == Channel.SMS:
         help_text(ctx)
     else:
         await show(ctx, invalid=bool(choice))
-
-
-def hotline(ctx: Context) -> None:
-    ctx.say("hotline")
-    ctx.finish(end=True)
 
 
 def help_text(ctx: Context) -> None:

@@ -55,6 +55,7 @@ MESSAGES: dict[str, str] = {
     "login.sms_usage": "To log in send LOGIN <national ID> <DDMMYYYY>, e.g. LOGIN 001085012345 14031985",
     "login.phone_not_found": "No record uses this phone number. Log in with your national ID.",
     "login.phone_code_sent": "A 6-digit code was sent by SMS to the number you shared. Enter the code:",
+    "login.phone_verified": "Phone number {phone} verified.",
     "pick.title": "Choose a person:",
     "pick.other": "Someone else",
     "logout.done": "Logged out. Send /start to begin again.",

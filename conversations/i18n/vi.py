@@ -57,6 +57,7 @@ MESSAGES: dict[str, str] = {
     "login.sms_usage": "Đăng nhập: gửi DK <số CCCD> <ngày sinh NNTTNNNN>, vd DK 001085012345 14031985",
     "login.phone_not_found": "Không có hồ sơ nào dùng số điện thoại này. Đăng nhập bằng số CCCD/CMND.",
     "login.phone_code_sent": "Mã 6 số đã gửi qua SMS tới số điện thoại bạn chia sẻ. Nhập mã:",
+    "login.phone_verified": "Đã xác thực số điện thoại {phone}.",
     "pick.title": "Chọn người:",
     "pick.other": "Người khác",
     "logout.done": "Đã đăng xuất. Gửi /start để bắt đầu lại.",

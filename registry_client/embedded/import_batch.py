@@ -215,7 +215,8 @@ class BatchWriter:
     def _close_cases(self, plan: _Plan, added: dict[int, list[int]], now: datetime) -> None:
         persons = {p.id: p for p in plan.persons.values() if p.id in added}
         national_ids = sorted({p.national_id for p in persons.values()})
-        for case in self.store.open_cases(sorted(added), national_ids):
+        stored_before = sorted(pid for pid, p in persons.items() if not p.is_new)  # only they can have cases
+        for case in self.store.open_cases(stored_before, national_ids):
             person_id = case.person_id
             if person_id is None:
                 claimed = (case.claimed_national_id or "", case.claimed_date_of_birth)

@@ -83,4 +83,3 @@ class IdentifierSystems:
         if national_id.isdigit() and len(national_id) == 9:
             return self.cmnd
         return None
-

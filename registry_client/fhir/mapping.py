@@ -165,9 +165,19 @@ def full_name(patient: Json) -> str:
     return " ".join([name.get("family") or "", *(name.get("given") or [])]).strip()
 
 
+def birth_date(patient: Json) -> date | None:
+    """Patient.birthDate when it is a full date (FHIR also allows "1985" or "1985-03")."""
+    value = str(patient.get("birthDate") or "")
+    return date.fromisoformat(value) if len(value) == 10 else None
+
+
 def person_from_patient(
     patient: Json, systems: codes.IdentifierSystems, prefer_id: str | None = None
 ) -> Person:
+    """The person of a Patient; InvalidRequest when the registry holds no full birth date for it."""
+    dob = birth_date(patient)
+    if dob is None:
+        raise InvalidRequest(f"the registry holds no full birth date for Patient/{patient.get('id')}")
     ids = {i.get("system"): i.get("value") for i in patient.get("identifier") or []}
     national_id = (
         prefer_id
@@ -179,7 +189,7 @@ def person_from_patient(
     return Person(
         id=str(patient["id"]),
         national_id=str(national_id or ""),
-        date_of_birth=date.fromisoformat(patient["birthDate"]),
+        date_of_birth=dob,
         full_name=full_name(patient),
         sex=Sex.MALE if gender == "male" else Sex.FEMALE if gender == "female" else None,
         contacts=tuple(contacts),

@@ -149,7 +149,7 @@ class FhirRegistry:
         hits = await self._http.search(
             "Patient", [("telecom", f"phone|{escape_value(phone)}"), ("_count", "50")]
         )
-        persons = [mapping.person_from_patient(p, self._systems) for p in hits]
+        persons = [mapping.person_from_patient(p, self._systems) for p in hits if mapping.birth_date(p)]
         current = [p for p in persons if phone in p.current_phones]
         return sorted(current, key=lambda p: (p.date_of_birth, p.id))
 
@@ -363,20 +363,19 @@ class FhirRegistry:
         if query.resolved_since is not None:
             params.append(("period", f"ge{mapping.instant(query.resolved_since)}"))
         found = await self._http.search("Task", params)
-        cases = [tasks.case_from_task(t, {}) for t in found]
-        keep = [
-            t
-            for t, c in zip(found, cases, strict=True)
-            if (query.statuses is None or c.status in query.statuses)
-            and (not query.hotline_queue or c.site_code is None)
-            and (query.hotline_queue or query.site_code is None or c.site_code == query.site_code)
+        matching = [
+            (case, task)
+            for case, task in ((tasks.case_from_task(t, {}), t) for t in found)
+            if (query.statuses is None or case.status in query.statuses)
+            and (not query.hotline_queue or case.site_code is None)
+            and (query.hotline_queue or query.site_code is None or case.site_code == query.site_code)
             and (
                 query.resolved_since is None
-                or (c.resolved_at is not None and c.resolved_at >= query.resolved_since)
+                or (case.resolved_at is not None and case.resolved_at >= query.resolved_since)
             )
         ]
-        keep.sort(key=lambda t: (tasks.case_from_task(t, {}).due_on, tasks.case_from_task(t, {}).created_at))
-        keep = keep[: query.limit]
+        matching.sort(key=lambda pair: (pair[0].due_on, pair[0].created_at))
+        keep = [task for _, task in matching[: query.limit]]
         attachments = await self._attachments(keep)
         return [tasks.case_from_task(t, attachments) for t in keep]
 

@@ -15,6 +15,8 @@ import pytest
 from fastapi import FastAPI
 
 from app import create_app
+from registry_client.embedded.demo import load_demo
+from registry_client.embedded.registry import EmbeddedRegistry
 from settings import Settings
 from tests.fakes.telegram_api import TelegramApiStandIn
 
@@ -71,8 +73,10 @@ class Service:
 
 
 async def running_service(settings: Settings, api: TelegramApiStandIn) -> AsyncIterator[Service]:
+    """The real app (lifespan included) with the demo identities in its embedded registry."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
+        await load_demo(EmbeddedRegistry(app.state.db_engine), ordinary=0)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield Service(app, client, api, settings)

@@ -11,19 +11,9 @@ import httpx
 from fastapi.testclient import TestClient
 
 from app import create_app
-from conversations.model import Inbound, Reply, Turn
 from settings import Settings
 from tests.bot.conftest import SECRET, bot_settings, payload, running_service
 from tests.fakes.telegram_api import TelegramApiStandIn
-
-
-class EchoEngine:
-    def __init__(self) -> None:
-        self.inbounds: list[Inbound] = []
-
-    async def handle(self, inbound: Inbound) -> Turn:
-        self.inbounds.append(inbound)
-        return Turn([Reply(f"echo {inbound.text}")])
 
 
 async def test_https_base_registers_the_webhook_with_the_secret(
@@ -44,33 +34,30 @@ async def test_polling_mode_fetches_updates_without_a_public_url(
     settings = bot_settings(sqlite_url, tmp_path, telegram_api, telegram_mode="polling")
     async for service in running_service(settings, telegram_api):
         assert service.api.calls_of("deleteWebhook") and not service.api.calls_of("setWebhook")
-        engine = EchoEngine()
-        service.app.state.conversations = engine
         channel = service.app.state.telegram
-        telegram_api.push_update(payload("text_message"))
-        telegram_api.push_update(payload("text_message", update_id=824513099, text="lần hai"))
+        telegram_api.push_update(payload("command_start"))
+        help_entity = [{"offset": 0, "length": 5, "type": "bot_command"}]
+        telegram_api.push_update(
+            payload("command_start", update_id=824513099, text="/help", entities=help_entity)
+        )
         assert await channel.poll_once() == 2
-        assert [i.text for i in engine.inbounds] == ["Xin chào", "lần hai"]
-        telegram_api.push_update(payload("text_message", update_id=824513100, text="ba"))
+        telegram_api.push_update(payload("command_start", update_id=824513100))
         assert await channel.poll_once() == 1  # the offset confirmed the first two: only the new one
-        last_offset = telegram_api.calls_of("getUpdates")[-1].params["offset"]
-        assert int(last_offset) == 824513100
-        assert [c.params["text"] for c in telegram_api.calls_of("sendMessage")] == [
-            "echo Xin chào",
-            "echo lần hai",
-            "echo ba",
-        ]
+        assert int(telegram_api.calls_of("getUpdates")[-1].params["offset"]) == 824513100
+        texts = [c.params["text"] for c in telegram_api.calls_of("sendMessage")]
+        assert texts[0] == "Chào bạn! Đây là kênh tra cứu tiêm chủng COVID-19."
+        assert "/status" in texts[2] and texts[3] == texts[0]  # welcome, menu, help, welcome, menu
+        assert len(texts) == 5
 
 
 async def test_polling_runs_as_a_background_task_with_workers(
     sqlite_url: str, tmp_path: Path, telegram_api: TelegramApiStandIn
 ) -> None:
     settings = bot_settings(sqlite_url, tmp_path, telegram_api, telegram_mode="polling", run_workers=True)
-    async for service in running_service(settings, telegram_api):
-        service.app.state.conversations = EchoEngine()
-        telegram_api.push_update(payload("text_message"))
-        await asyncio.to_thread(telegram_api.wait_for, "sendMessage", 1, 10)
-        assert telegram_api.calls_of("sendMessage")[0].params["text"] == "echo Xin chào"
+    async for _service in running_service(settings, telegram_api):
+        telegram_api.push_update(payload("command_start"))
+        await asyncio.to_thread(telegram_api.wait_for, "sendMessage", 2, 10)
+        assert telegram_api.calls_of("sendMessage")[0].params["text"].startswith("Chào bạn!")
 
 
 def test_without_a_token_the_webhook_is_404(sqlite_url: str, tmp_path: Path) -> None:

@@ -21,8 +21,7 @@ import zxingcpp
 from PIL import Image
 
 from outbox.store import OutboundMessage
-from registry_client.embedded.demo import DEMO_PEOPLE, load_demo
-from registry_client.embedded.registry import EmbeddedRegistry
+from registry_client.embedded.demo import DEMO_PEOPLE
 from tests.bot.conftest import Service, bot_settings, running_service
 from tests.fakes.telegram_api import Call, TelegramApiStandIn
 from tests.fakes.twilio_api import TwilioStandIn
@@ -117,7 +116,6 @@ async def e2e(sqlite_url: str, tmp_path: Path) -> AsyncIterator[tuple[Service, T
             outbox_poll_seconds=0.1,
         )
         async for service in running_service(settings, telegram):
-            await load_demo(EmbeddedRegistry(service.app.state.db_engine), ordinary=0)
             yield service, twilio
 
 

@@ -12,9 +12,11 @@ from sqlalchemy import select
 from outbox.store import OutboundMessage, Outbox
 from outbox.tables import OutboxRow
 from outbox.worker import OutboxWorker
+from registry_client.embedded.demo import DEMO_PEOPLE
 from tests.bot.conftest import USER_ID, Service
 
 CHAT = str(USER_ID)
+AN = DEMO_PEOPLE[0]
 
 
 class Clock:
@@ -32,14 +34,22 @@ async def _row(service: Service, row_id: int) -> OutboxRow:
         return row
 
 
-def _worker(service: Service, clock: Clock, marked: list[str]) -> tuple[Outbox, OutboxWorker]:
-    async def mark(address: str) -> None:
-        marked.append(address)
-
-    sender = service.app.state.telegram.sender
-    sender.on_unreachable = mark
+def _worker(service: Service, clock: Clock) -> tuple[Outbox, OutboxWorker]:
+    """The service's own telegram sender, in a worker whose clock the test moves."""
     outbox = Outbox(service.app.state.db_sessions, clock=clock)
-    return outbox, OutboxWorker(outbox, {"telegram": sender})
+    return outbox, OutboxWorker(outbox, {"telegram": service.app.state.telegram.sender})
+
+
+async def _bound_person(service: Service) -> str:
+    """An is logged in on this chat (a verified binding in the engine's store)."""
+    person = await service.app.state.registry.find_person(AN.national_id, AN.date_of_birth)
+    await service.app.state.conversations.bindings.bind("telegram", CHAT, person.id)
+    return str(person.id)
+
+
+async def _reachable(service: Service, person_id: str) -> bool:
+    bindings = service.app.state.conversations.bindings
+    return CHAT in await bindings.addresses_for_person(person_id, "telegram")
 
 
 def _notification(text: str = "Phản ánh PA-7K3D-9Q đã được xử lý: mũi 3 đã được bổ sung.") -> OutboundMessage:
@@ -47,8 +57,8 @@ def _notification(text: str = "Phản ánh PA-7K3D-9Q đã được xử lý: m�
 
 
 async def test_notification_is_sent_to_the_chat(service: Service) -> None:
-    clock, marked = Clock(), []
-    outbox, worker = _worker(service, clock, marked)
+    clock = Clock()
+    outbox, worker = _worker(service, clock)
     row_id = await outbox.put(_notification())
     assert await worker.run_once() == 1
     (call,) = service.api.calls_of("sendMessage")
@@ -58,8 +68,8 @@ async def test_notification_is_sent_to_the_chat(service: Service) -> None:
 
 
 async def test_429_waits_for_telegrams_retry_after_then_sends(service: Service) -> None:
-    clock, marked = Clock(), []
-    outbox, worker = _worker(service, clock, marked)
+    clock = Clock()
+    outbox, worker = _worker(service, clock)
     row_id = await outbox.put(_notification())
     service.api.fail_next("sendMessage", "429", retry_after=37)
     await worker.run_once()
@@ -75,8 +85,9 @@ async def test_429_waits_for_telegrams_retry_after_then_sends(service: Service) 
 
 
 async def test_5xx_is_retried_with_backoff(service: Service) -> None:
-    clock, marked = Clock(), []
-    outbox, worker = _worker(service, clock, marked)
+    clock = Clock()
+    outbox, worker = _worker(service, clock)
+    person_id = await _bound_person(service)
     row_id = await outbox.put(_notification())
     service.api.fail_next("sendMessage", "500", times=2)
     await worker.run_once()
@@ -93,27 +104,28 @@ async def test_5xx_is_retried_with_backoff(service: Service) -> None:
     clock.now = second.next_attempt_at.replace(tzinfo=UTC)
     await worker.run_once()
     assert (await _row(service, row_id)).status == "sent"
-    assert marked == []
+    assert await _reachable(service, person_id)  # a server error says nothing about the chat
 
 
 async def test_blocked_bot_marks_the_chat_unreachable_and_stops(service: Service) -> None:
-    clock, marked = Clock(), []
-    outbox, worker = _worker(service, clock, marked)
+    clock = Clock()
+    outbox, worker = _worker(service, clock)
+    person_id = await _bound_person(service)
     service.api.block_chat(CHAT)
     row_id = await outbox.put(_notification())
     await worker.run_once()
     row = await _row(service, row_id)
     assert (row.status, row.error_code) == ("unreachable", "403")
     assert "blocked" in (row.last_error or "")
-    assert marked == [CHAT]
+    assert not await _reachable(service, person_id)  # the engine stops addressing this chat
     clock.now += timedelta(days=1)
     assert await worker.run_once() == 0  # never tried again
     assert len(service.api.calls_of("sendMessage")) == 1
 
 
 async def test_long_notification_is_split_and_media_goes_as_photo(service: Service, tmp_path: Path) -> None:
-    clock, marked = Clock(), []
-    outbox, worker = _worker(service, clock, marked)
+    clock = Clock()
+    outbox, worker = _worker(service, clock)
     await outbox.put(_notification("x" * 5000))
     png = tmp_path / "qr.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)

@@ -20,12 +20,34 @@ def flash_of(console: Console, response) -> str:  # type: ignore[no-untyped-def]
 
 def test_users_create_disable_and_reset(console: Console) -> None:
     console.as_user("quan")
-    assert "Đã tạo người dùng thu" in flash_of(console, console.post("/agent/admin/users", {"username": "Thu", "role": "site", "site_code": "DN003", "password": "a-good-password"}))
-    assert "đã có" in flash_of(console, console.post("/agent/admin/users", {"username": "thu", "role": "agent", "password": "a-good-password"}))
-    assert "cần chọn cơ sở" in flash_of(console, console.post("/agent/admin/users", {"username": "vy", "role": "site", "password": "a-good-password"}))
-    assert "Không có cơ sở này" in flash_of(console, console.post("/agent/admin/users", {"username": "vy", "role": "site", "site_code": "ZZ999", "password": "a-good-password"}))
-    assert "ít nhất 8" in flash_of(console, console.post("/agent/admin/users", {"username": "vy", "role": "agent", "password": "short"}))
-    users = {u.username: u for u in console.call(console.state.console.users.list)}
+    assert "Đã tạo người dùng thu" in flash_of(
+        console,
+        console.post(
+            "/agent/admin/users",
+            {"username": "Thu", "role": "site", "site_code": "DN003", "password": "a-good-password"},
+        ),
+    )
+    assert "đã có" in flash_of(
+        console,
+        console.post(
+            "/agent/admin/users", {"username": "thu", "role": "agent", "password": "a-good-password"}
+        ),
+    )
+    assert "cần chọn cơ sở" in flash_of(
+        console,
+        console.post("/agent/admin/users", {"username": "vy", "role": "site", "password": "a-good-password"}),
+    )
+    assert "Không có cơ sở này" in flash_of(
+        console,
+        console.post(
+            "/agent/admin/users",
+            {"username": "vy", "role": "site", "site_code": "ZZ999", "password": "a-good-password"},
+        ),
+    )
+    assert "ít nhất 8" in flash_of(
+        console, console.post("/agent/admin/users", {"username": "vy", "role": "agent", "password": "short"})
+    )
+    users = {u.username: u for u in console.call(console.state.console.users.list_all)}
     assert users["thu"].site_code == "DN003" and "vy" not in users
     assert console.login("thu", "a-good-password").headers["location"] == "/agent/queue"
 
@@ -43,7 +65,12 @@ def test_users_create_disable_and_reset(console: Console) -> None:
 
 def test_sites(console: Console) -> None:
     console.as_user("quan")
-    assert "Đã lưu cơ sở QN001" in flash_of(console, console.post("/agent/admin/sites", {"code": "qn001", "name": "Trạm Y tế Hạ Long", "province": "Quảng Ninh"}))
+    assert "Đã lưu cơ sở QN001" in flash_of(
+        console,
+        console.post(
+            "/agent/admin/sites", {"code": "qn001", "name": "Trạm Y tế Hạ Long", "province": "Quảng Ninh"}
+        ),
+    )
     assert console.call(console.state.registry.get_site, "QN001").name == "Trạm Y tế Hạ Long"
     assert "bắt buộc" in flash_of(console, console.post("/agent/admin/sites", {"code": "Q N 1", "name": "x"}))
     assert "Trạm Y tế Hạ Long" in console.client.get("/agent/admin/sites").text
@@ -71,7 +98,10 @@ def test_dashboard_figures(console: Console) -> None:
     outbox = console.state.outbox
 
     async def seed() -> None:
-        ids = [await outbox.put(OutboundMessage("sms", f"+8490000000{i}", "notification", text="x")) for i in range(3)]
+        ids = [
+            await outbox.put(OutboundMessage("sms", f"+8490000000{i}", "notification", text="x"))
+            for i in range(3)
+        ]
         await outbox.mark_sent(ids[0], "SM1")
         await outbox.record_provider_status("SM1", "delivered", None)
         await outbox.mark_sent(ids[1], "SM2")

@@ -114,7 +114,7 @@ def test_posts_without_a_valid_csrf_token_are_refused(
         == 403
     )
     console.as_user("quan")
-    users = [u.username for u in console.call(console.state.console.users.list)]
+    users = [u.username for u in console.call(console.state.console.users.list_all)]
     assert "mallory" not in users
     outbox = console.call(console.state.outbox.depth)
     assert outbox == {}  # no link was sent
@@ -143,7 +143,7 @@ def test_lockout_after_repeated_failures(console: Console) -> None:
 
 def test_disabled_user_is_logged_out_and_cannot_log_in(console: Console) -> None:
     console.as_user("lan")
-    lan = next(u for u in console.call(console.state.console.users.list) if u.username == "lan")
+    lan = next(u for u in console.call(console.state.console.users.list_all) if u.username == "lan")
     console.call(console.state.console.users.set_disabled, lan.id, True)
     assert console.client.get("/agent/search", follow_redirects=False).status_code == 303
     assert console.login("lan").status_code == 401
@@ -191,3 +191,22 @@ async def test_lockout_expires_and_tokens_expire(auth_and_users) -> None:  # typ
     assert (await auth.session_info(cookie)).user == user  # type: ignore[union-attr]
     clock.now += SESSION_IDLE + timedelta(seconds=1)
     assert await auth.session_info(cookie) is None
+
+
+def test_language_switch_on_the_login_page(console: Console) -> None:
+    page = console.client.get("/agent/login")
+    assert "Đăng nhập bảng điều khiển" in page.text
+    switched = console.client.post(
+        "/agent/lang", data={"lang": "en", "back": "/agent/login", "csrf_token": csrf_of(page.text)}
+    )
+    assert switched.status_code == 200 and "Console login" in switched.text
+    assert console.client.post("/agent/lang", data={"lang": "vi", "csrf_token": "forged"}).status_code == 403
+    # an open redirect is not possible through `back`
+    evil = console.client.post(
+        "/agent/lang",
+        data={"lang": "vi", "back": "//evil.example/", "csrf_token": csrf_of(switched.text)},
+        follow_redirects=False,
+    )
+    assert evil.headers["location"] == "/agent/login"
+    login = console.client.get("/agent/login?next=https://evil.example/")
+    assert 'name="next" value=""' in login.text

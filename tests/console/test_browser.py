@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from db.base import make_async_engine
+from db.base import make_async_engine, make_sessionmaker
 from db.migrate import migrate
 from registry_client.clock import utc_now
 from registry_client.embedded.demo import load_demo
@@ -30,6 +30,7 @@ from registry_client.embedded.registry import EmbeddedRegistry
 from registry_client.models import CaseKind, ClaimedDose, DosesConcerned, NewAttachment, NewCorrection
 from tests.console.conftest import PASSWORD, PNG
 from tests.fakes.twilio_api import TwilioStandIn
+from web.console.users import UserStore
 
 pytestmark = pytest.mark.browser
 
@@ -74,7 +75,9 @@ async def prepare(url: str, data_dir: Path) -> str:
         from registry_client.models import CorrectionQuery
 
         [demo] = await registry.list_corrections(CorrectionQuery(site_code="HCM07"))
-        await registry.add_attachment(demo.ref, NewAttachment("the card.png", "image/png", len(PNG), str(photo)), "citizen")
+        await registry.add_attachment(
+            demo.ref, NewAttachment("the card.png", "image/png", len(PNG), str(photo)), "citizen"
+        )
         cuong = await registry.find_person("048095006789", date(1995, 11, 30))
         registry._clock = lambda: utc_now() - timedelta(days=12)  # an overdue report
         await registry.submit_correction(
@@ -94,9 +97,25 @@ async def prepare(url: str, data_dir: Path) -> str:
         await engine.dispose()
 
 
+async def add_users(url: str, users: list[tuple[str, str]]) -> None:
+    engine = make_async_engine(url)
+    try:
+        store = UserStore(make_sessionmaker(engine))
+        for name, role in users:
+            await store.create(name, role, None, PASSWORD, "tests")
+    finally:
+        await engine.dispose()
+
+
 def cli(env: dict[str, str], *args: str, password: str = PASSWORD) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "main.py", *args], cwd=ROOT, env=env, input=password + "\n", capture_output=True, text=True, timeout=60
+        [sys.executable, "main.py", *args],
+        cwd=ROOT,
+        env=env,
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -123,12 +142,15 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             "OUTBOX_POLL_SECONDS": "0.2",
         }
         env.pop("TELEGRAM_BOT_TOKEN", None)
-        for name, role, site in (("lan", "agent", None), ("minh", "site", "HCM07"), ("quan", "admin", None)):
-            done = cli(env, "create-user", name, "--role", role, *(["--site", site] if site else []), "--password-stdin")
-            assert done.returncode == 0, done.stderr
-            assert f"Created console user {name}" in done.stdout
+        # one user through the real command line (INTERFACES §1), the others directly
+        done = cli(env, "create-user", "minh", "--role", "site", "--site", "hcm07", "--password-stdin")
+        assert done.returncode == 0, done.stderr
+        assert "Created console user minh (role site at site HCM07)" in done.stdout
+        asyncio.run(add_users(url, [("lan", "agent"), ("quan", "admin")]))
         log = open(root / "serve.log", "w")  # noqa: SIM115 - closed below
-        process = subprocess.Popen([sys.executable, "main.py", "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "main.py", "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -138,7 +160,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
                 except httpx.HTTPError:
                     pass
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("the service did not start:\n" + (root / "serve.log").read_text()[-3000:])
+                    raise AssertionError(
+                        "the service did not start:\n" + (root / "serve.log").read_text()[-3000:]
+                    )
                 time.sleep(0.2)
             yield Service(f"http://127.0.0.1:{port}", twilio, photo_ref)
         finally:
@@ -215,7 +239,7 @@ def test_agent_finds_a_person_and_sends_the_link(service: Service, browser) -> N
 
 
 def test_site_user_approves_a_report_with_a_photo(service: Service, browser) -> None:  # type: ignore[no-untyped-def]
-    context = browser.new_context(viewport=DESKTOP)
+    context = browser.new_context(viewport=DESKTOP, locale="vi-VN")
     page = context.new_page()
     log_in(page, service.base, "minh")
     assert page.url.endswith("/agent/queue")
@@ -227,7 +251,10 @@ def test_site_user_approves_a_report_with_a_photo(service: Service, browser) -> 
     page.wait_for_load_state()
     photo = page.locator("ul.thumbs img")
     photo.wait_for()
-    assert page.evaluate("img => img.complete && img.naturalWidth > 0", photo.element_handle())
+    page.wait_for_function(
+        "() => { const i = document.querySelector('ul.thumbs img'); return i && i.complete && i.naturalWidth > 0; }",
+        timeout=10_000,
+    )  # the photo is served to this user and decodes
     shot(page, "console-site-case.png")
     assert page.get_by_label("Ngày tiêm", exact=True).input_value() == "2021-10-08"
     page.get_by_label("Mũi số", exact=True).fill("2")
@@ -249,7 +276,7 @@ def test_site_user_approves_a_report_with_a_photo(service: Service, browser) -> 
 
 
 def test_admin_pages_and_the_english_switch(service: Service, browser) -> None:  # type: ignore[no-untyped-def]
-    context = browser.new_context(viewport=DESKTOP)
+    context = browser.new_context(viewport=DESKTOP, locale="vi-VN")
     page = context.new_page()
     log_in(page, service.base, "quan")
     assert page.url.endswith("/agent/admin")

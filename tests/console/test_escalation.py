@@ -54,7 +54,9 @@ def test_escalation_with_a_pinned_clock(any_db_console: Console) -> None:
     demo = console.call(console.state.registry.get_correction, demo_case_ref(console))
     hotline = file_case(console, CUONG)
     done = file_case(console, AN, site="HN001", kind=CaseKind.OTHER, doses_concerned=None)
-    console.call(console.state.registry.resolve_correction, done.ref, Resolution(Decision.REJECTED, "no", "test"))
+    console.call(
+        console.state.registry.resolve_correction, done.ref, Resolution(Decision.REJECTED, "no", "test")
+    )
     assert demo.due_on == hotline.due_on
 
     clock = PinnedClock(datetime.combine(demo.due_on, time(9, 0), tzinfo=UTC))
@@ -90,7 +92,9 @@ def test_escalation_with_a_pinned_clock(any_db_console: Console) -> None:
     clock.at += timedelta(days=3)
     assert console.call(job.tick).reminded == []
     clock.at += timedelta(days=4)  # a week after the first notice: no silent weeks
-    console.call(console.state.registry.resolve_correction, hotline.ref, Resolution(Decision.REJECTED, "dup", "test"))
+    console.call(
+        console.state.registry.resolve_correction, hotline.ref, Resolution(Decision.REJECTED, "dup", "test")
+    )
     reminder = console.call(job.tick)
     assert reminder.reminded == [demo.ref] and reminder.escalated == []
     assert len(still_handling(console)) == 3

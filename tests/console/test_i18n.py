@@ -47,13 +47,21 @@ def test_keys_raised_by_the_code_exist() -> None:
         r'(?:InputProblem|NoAddress|Denied|UploadProblem|UserError|PageNotFound)\("([a-z_]+)"\)'
         r'|console\.flash, "([a-z_]+)"|return "(bulk_[a-z_]+)"|key = "([a-z_]+)"|problem="([a-z_]+)"'
     )
-    used = {g for source in CODE.glob("*.py") for m in pattern.finditer(source.read_text()) for g in m.groups() if g}
+    used = {
+        g
+        for source in CODE.glob("*.py")
+        for m in pattern.finditer(source.read_text())
+        for g in m.groups()
+        if g
+    }
     assert len(used) > 40
     assert sorted(k for k in used if k not in MESSAGES) == []
 
 
 def test_translator_formats_and_falls_back() -> None:
-    assert translator("en")("link_sent", address="09******67") == "The certificate link was sent to 09******67."
+    assert (
+        translator("en")("link_sent", address="09******67") == "The certificate link was sent to 09******67."
+    )
     assert translator("vi")("link_sent", address="09******67").startswith("Đã gửi")
     assert translator("fr")("nav_search") == "Tìm người"  # unknown language: Vietnamese
     assert translator("en")("no_such_key") == "no_such_key"

@@ -9,14 +9,18 @@ from registry_client.models import CaseKind, ClaimedDose, NewCorrection, NewPers
 from tests.console.conftest import Console
 
 NAME = '<script>alert("name")</script>'
-TEXT = '<img src=x onerror=alert(1)>"\'&'
+TEXT = "<img src=x onerror=alert(1)>\"'&"
 SITE_NAME = "<b onmouseover=alert(2)>Trạm</b>"
 
 
 def test_hostile_names_and_texts_render_as_text(console: Console) -> None:
     registry = console.state.registry
     console.call(registry.upsert_site, Site("XS001", SITE_NAME, "<i>x</i>"))
-    person = console.call(registry.create_person, NewPerson("001099000001", date(1999, 1, 1), NAME, Sex.MALE, "+84988000001"), "test")
+    person = console.call(
+        registry.create_person,
+        NewPerson("001099000001", date(1999, 1, 1), NAME, Sex.MALE, "+84988000001"),
+        "test",
+    )
     case = console.call(
         registry.submit_correction,
         NewCorrection(
@@ -38,7 +42,9 @@ def test_hostile_names_and_texts_render_as_text(console: Console) -> None:
         console.client.get(f"/agent/persons/{person.id}").text,
     ]
     console.as_user("quan")
-    console.post(f"/agent/cases/{case.ref}/reassign", {"target": "XS001", "note": TEXT})  # same queue: refused, harmless
+    console.post(
+        f"/agent/cases/{case.ref}/reassign", {"target": "XS001", "note": TEXT}
+    )  # same queue: refused, harmless
     pages += [
         console.client.get("/agent/queue", params={"site": "XS001"}).text,
         console.client.get(f"/agent/cases/{case.ref}").text,

