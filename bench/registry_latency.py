@@ -31,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from db.base import make_async_engine  # noqa: E402
 from db.migrate import migrate  # noqa: E402
 from registry_client.embedded.registry import EmbeddedRegistry  # noqa: E402
-from registry_client.fhir import mapping  # noqa: E402
+from registry_client.fhir import codes, mapping  # noqa: E402
 from registry_client.fhir.codes import IdentifierSystems  # noqa: E402
+from registry_client.fhir.http import FhirHttp  # noqa: E402
 from registry_client.fhir.registry import FhirRegistry  # noqa: E402
 from registry_client.models import NewDose, NewPerson, Sex, Site  # noqa: E402
 from registry_client.protocol import Registry  # noqa: E402
@@ -73,13 +74,16 @@ async def seed_embedded(registry: Registry, data: list[tuple[NewPerson, list[New
             await registry.record_dose(stored.id, dose)
 
 
-async def seed_fhir(registry: FhirRegistry, data: list[tuple[NewPerson, list[NewDose]]]) -> list[str]:
+async def seed_fhir(
+    registry: FhirRegistry, auth: str | None, data: list[tuple[NewPerson, list[NewDose]]]
+) -> list[str]:
     """The resources FhirRegistry writes, by plain creates (no conditional search). Returns Patient ids."""
-    http, systems, now = registry._http, IdentifierSystems(), datetime.now(UTC)
+    http, systems, now = FhirHttp(registry.base_url, auth=auth), IdentifierSystems(), datetime.now(UTC)
     locations = {}
     for site in SITES:
         await registry.upsert_site(site)
-        locations[site.code] = mapping.location_reference(registry._sites[site.code][0], site)
+        (found,) = await http.search("Location", [("identifier", f"{codes.SITE_CODE}|{site.code}")])
+        locations[site.code] = mapping.location_reference(found["id"], site)
     patient_ids = []
     for person, doses in data:
         stored, _ = await http.create(mapping.patient_resource(person, systems, now, "bench"))
@@ -92,6 +96,7 @@ async def seed_fhir(registry: FhirRegistry, data: list[tuple[NewPerson, list[New
                 locations[dose.site_code], dose.source, dose.recorded_by, now,
             )  # fmt: skip
             await http.create(resource)
+    await http.close()
     return patient_ids
 
 
@@ -122,7 +127,7 @@ async def run_size(server: FhirTestServer, persons: int, lookups: int) -> None:
         fhir = FhirRegistry(server.base_url, auth=server.auth)
         try:
             await seed_embedded(embedded, data)
-            patient_ids = await seed_fhir(fhir, data)
+            patient_ids = await seed_fhir(fhir, server.auth, data)
             rng = random.Random(11)
             for person, _ in data[:10]:  # warm up both (connections, caches, SQLite pages)
                 await lookup(embedded, person)

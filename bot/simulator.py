@@ -18,14 +18,20 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from bot.local_bot_api import Call, LocalBotApi
 from bot.simulated_updates import SimulatedUser
+from conversations.outbound import make_renderer
+from db.base import make_sync_engine
+from outbox.tables import OutboxRow
 from settings import Settings
 
 SIM_TOKEN = "7000000001:SIMULATOR-local-token"
@@ -135,42 +141,39 @@ class SmsWatcher(threading.Thread):
         self.settings, self.phone, self.screen = settings, phone, screen
         self.stop = threading.Event()
 
+    def start(self) -> None:
+        """Remembers the newest outbox row first, so every SMS queued from now on is shown."""
+        self.engine = make_sync_engine(self.settings.database_url)
+        with self.engine.connect() as conn:
+            self.last = conn.scalar(select(OutboxRow.id).order_by(OutboxRow.id.desc()).limit(1)) or 0
+        super().start()
+
     def run(self) -> None:
-        from sqlalchemy import select
-        from sqlalchemy.orm import Session
-
-        from conversations.outbound import make_renderer
-        from db.base import make_sync_engine
-        from outbox.tables import OutboxRow
-
         render = make_renderer(
             strip_sms_diacritics=self.settings.sms_strip_diacritics, hotline=self.settings.hotline_number
         )
-        engine = make_sync_engine(self.settings.database_url)
-        last: int | None = None
         try:
-            while not self.stop.wait(0.5):
-                try:
-                    with Session(engine) as db:
-                        if last is None:
-                            last = db.scalar(select(OutboxRow.id).order_by(OutboxRow.id.desc()).limit(1)) or 0
-                            continue
-                        rows = db.scalars(
-                            select(OutboxRow)
-                            .where(
-                                OutboxRow.channel == "sms",
-                                OutboxRow.address == self.phone,
-                                OutboxRow.id > last,
-                            )
-                            .order_by(OutboxRow.id)
-                        ).all()
-                        for row in rows:
-                            last = row.id
-                            self.screen.say(f"📱 SMS to {self.phone}: {render(row)}")
-                except Exception:  # the database may not exist yet while the service starts
-                    continue
+            while not self.stop.wait(0.3):
+                self.show_new(render)
+            self.show_new(render)  # whatever came with the last input
         finally:
-            engine.dispose()
+            self.engine.dispose()
+
+    def show_new(self, render: Callable[[OutboxRow], str]) -> None:
+        try:
+            with Session(self.engine) as db:
+                rows = db.scalars(
+                    select(OutboxRow)
+                    .where(
+                        OutboxRow.channel == "sms", OutboxRow.address == self.phone, OutboxRow.id > self.last
+                    )
+                    .order_by(OutboxRow.id)
+                ).all()
+                for row in rows:
+                    self.last = row.id
+                    self.screen.say(f"📱 SMS to {self.phone}: {render(row)}")
+        except Exception as exc:  # a locked or busy database: try again on the next tick
+            self.screen.say(f"(could not read the outbox: {type(exc).__name__})")
 
 
 class Simulator:
@@ -339,5 +342,7 @@ def run_simulator(settings: Settings, phone: str, url: str | None) -> int:
         pass
     finally:
         watcher.stop.set()
+        if watcher.is_alive():
+            watcher.join(timeout=5)
         sim.close()
     return 0

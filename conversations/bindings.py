@@ -25,16 +25,20 @@ class BindingStore:
     async def persons_for(self, channel: str, address: str) -> list[str]:
         """Persons this identity may act for now, most recently bound first."""
         async with self.sessions() as db:
-            rows = await db.scalars(
-                select(ChannelBindingRow.person_id)
-                .where(
-                    ChannelBindingRow.channel == str(channel),
-                    ChannelBindingRow.address == address,
-                    ChannelBindingRow.expires_at > self.clock(),
-                )
-                .order_by(ChannelBindingRow.bound_at.desc(), ChannelBindingRow.id.desc())
+            return await self.persons_for_in(db, channel, address)
+
+    async def persons_for_in(self, db: AsyncSession, channel: str, address: str) -> list[str]:
+        """`persons_for` over a session the caller already holds."""
+        rows = await db.scalars(
+            select(ChannelBindingRow.person_id)
+            .where(
+                ChannelBindingRow.channel == str(channel),
+                ChannelBindingRow.address == address,
+                ChannelBindingRow.expires_at > self.clock(),
             )
-            return list(rows.all())
+            .order_by(ChannelBindingRow.bound_at.desc(), ChannelBindingRow.id.desc())
+        )
+        return list(rows.all())
 
     async def addresses_for_person(self, person_id: str, channel: str) -> list[str]:
         """Reachable identities of `channel` bound to the person (e.g. Telegram chat ids)."""

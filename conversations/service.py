@@ -88,6 +88,8 @@ class ConversationService:
                 as_utc(row.updated_at) if row else None,
                 row.session_key if row else None,
             )
+            # nearly every turn asks "who may this caller act for": same connection, one query
+            bound = await self.bindings.persons_for_in(db, inbound.channel.value, inbound.address)
         if inbound.channel == Channel.USSD:
             texts = self._ussd_inputs(loaded, inbound)
             if texts is None:  # the gateway repeated a request we answered
@@ -98,7 +100,7 @@ class ConversationService:
         else:
             self._expire_idle_flow(loaded)
             texts = [inbound.text]
-        turn, effects, audits = await self._run(loaded.state, inbound, texts)
+        turn, effects, audits = await self._run(loaded.state, inbound, texts, bound)
         if inbound.channel == Channel.USSD:
             loaded.state.last_replies, loaded.state.last_end = replies_to_json(turn.replies), turn.end
         duplicate = await self._persist(loaded, inbound, turn, effects)
@@ -113,15 +115,17 @@ class ConversationService:
 
     # -- steps ------------------------------------------------------------------------------------
     async def _run(
-        self, state: SessionState, inbound: Inbound, texts: list[str]
+        self, state: SessionState, inbound: Inbound, texts: list[str], bound: list[str]
     ) -> tuple[Turn, list[Effect], list[AuditEntry]]:
         effects: list[Effect] = []
         audits: list[AuditEntry] = []
         outbound = []
         ctx: Context | None = None
-        for typed in texts:
+        for number, typed in enumerate(texts):
             one = dataclasses.replace(inbound, text=typed) if inbound.channel == Channel.USSD else inbound
             ctx = Context(one, state, self.services)
+            if number == 0:
+                ctx.note_bound(bound)  # later inputs of the same request may have changed them
             await self.engine.run(ctx)
             effects.extend(ctx.effects)
             audits.extend(ctx.audits)

@@ -11,6 +11,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from app import create_app
+from conversations.i18n import t
 from settings import Settings
 from tests.bot.conftest import SECRET, bot_settings, payload, running_service
 from tests.fakes.telegram_api import TelegramApiStandIn
@@ -45,7 +46,7 @@ async def test_polling_mode_fetches_updates_without_a_public_url(
         assert await channel.poll_once() == 1  # the offset confirmed the first two: only the new one
         assert int(telegram_api.calls_of("getUpdates")[-1].params["offset"]) == 824513100
         texts = [c.params["text"] for c in telegram_api.calls_of("sendMessage")]
-        assert texts[0] == "Chào bạn! Đây là kênh tra cứu tiêm chủng COVID-19."
+        assert texts[0] == t("vi", "welcome")
         assert "/status" in texts[2] and texts[3] == texts[0]  # welcome, menu, help, welcome, menu
         assert len(texts) == 5
 
@@ -57,7 +58,7 @@ async def test_polling_runs_as_a_background_task_with_workers(
     async for _service in running_service(settings, telegram_api):
         telegram_api.push_update(payload("command_start"))
         await asyncio.to_thread(telegram_api.wait_for, "sendMessage", 2, 10)
-        assert telegram_api.calls_of("sendMessage")[0].params["text"].startswith("Chào bạn!")
+        assert telegram_api.calls_of("sendMessage")[0].params["text"] == t("vi", "welcome")
 
 
 def test_without_a_token_the_webhook_is_404(sqlite_url: str, tmp_path: Path) -> None:
@@ -85,7 +86,8 @@ async def test_service_starts_while_telegram_is_unreachable_and_says_503(
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            assert (await client.get("/healthz")).status_code == 200  # SMS and USSD keep working
+            ussd = {"sessionId": "s1", "serviceCode": "*123#", "phoneNumber": "+84901234567", "text": ""}
+            assert (await client.post("/ussd", data=ussd)).text.startswith("CON ")  # USSD keeps working
             response = await client.post("/telegram/webhook", json=payload("text_message"))
             assert response.status_code == 503  # Telegram will redeliver it
         assert app.state.telegram.ready is False

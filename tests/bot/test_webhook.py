@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import text
 
+from conversations.i18n import t
 from conversations.model import Certificate, Option, Reply, Turn
 from registry_client.embedded.demo import DEMO_PEOPLE
 from tests.bot.conftest import SECRET, USER_ID, Service, bot_settings, payload, running_service
@@ -58,15 +59,15 @@ async def test_start_command_gets_the_welcome_and_the_menu_as_inline_buttons(ser
     response = await service.post(payload("command_start"))
     assert response.status_code == 200 and response.json()["ok"] is True
     welcome, menu = service.api.calls_of("sendMessage")
-    assert welcome.params == {"chat_id": CHAT, "text": "Chào bạn! Đây là kênh tra cứu tiêm chủng COVID-19."}
+    assert welcome.params == {"chat_id": CHAT, "text": t("vi", "welcome")}
     assert buttons(menu) == ["1", "2", "3", "4", "5", "6", "0"]
     first = menu.params["reply_markup"]["inline_keyboard"][0][0]
-    assert first == {"text": "Mũi đã tiêm", "callback_data": "1"}
+    assert first == {"text": t("vi", "menu.status"), "callback_data": "1"}
 
 
 async def test_commands_with_bot_name_and_argument_and_unknown_commands(service: Service) -> None:
     await service.post(payload("command_check"))  # "/check@vaxchannel_bot PA-7K3D-95"
-    assert sent_texts(service)[-1] == "Không tìm thấy phản ánh PA-7K3D-95 của bạn."
+    assert sent_texts(service)[-1] == t("vi", "check.not_found", ref="PA-7K3D-95")
     entity = [{"offset": 0, "length": 9, "type": "bot_command"}]
     await service.post(payload("command_start", update_id=1, text="/whatever", entities=entity))
     assert "/status" in sent_texts(service)[-1] and "/logout" in sent_texts(service)[-1]  # the help
@@ -74,7 +75,7 @@ async def test_commands_with_bot_name_and_argument_and_unknown_commands(service:
 
 async def test_own_contact_logs_in_with_a_code_to_the_registrys_phone(service: Service) -> None:
     await service.post(payload("contact_own"))
-    assert sent_texts(service) == ["Mã 6 số đã gửi qua SMS tới số điện thoại bạn chia sẻ. Nhập mã:"]
+    assert sent_texts(service) == [t("vi", "login.phone_code_sent")]
     (otp,) = await service.app.state.outbox.messages_to("sms", AN.phone)
     assert otp.kind == "otp" and len(otp.params["code"]) == 6
 
@@ -96,7 +97,7 @@ async def test_photo_is_downloaded_checked_and_stored(service: Service) -> None:
     (stored,) = (service.settings.data_dir / "uploads").rglob("*.jpg")
     assert stored.read_bytes() == jpeg
     # no open report yet: the engine says so (the end-to-end test attaches one)
-    assert sent_texts(service) == ["Không có phản ánh đang mở để đính kèm ảnh. Gửi PA để báo thiếu/sai mũi."]
+    assert sent_texts(service) == [t("vi", "attach.none")]
 
 
 async def test_png_document_is_accepted_and_a_pdf_is_refused_without_download(service: Service) -> None:
@@ -104,7 +105,7 @@ async def test_png_document_is_accepted_and_a_pdf_is_refused_without_download(se
     await service.post(payload("document_png"))
     assert len(list((service.settings.data_dir / "uploads").rglob("*.png"))) == 1
     await service.post(payload("document_pdf"))
-    assert "Không nhận được tệp (application/pdf)" in sent_texts(service)[-1]
+    assert sent_texts(service)[-1] == t("vi", "attach.rejected", reason="application/pdf")
     assert len(service.api.calls_of("getFile")) == 1  # the PDF was never downloaded
 
 
@@ -133,7 +134,7 @@ async def test_button_press_is_acknowledged_its_message_edited_and_the_choice_fo
     (edit,) = service.api.calls_of("editMessageText")
     assert edit.params["message_id"] == "1003" and edit.params["chat_id"] == CHAT
     assert edit.params["text"].endswith("✔ Đã chọn: Xem mũi tiêm") and "reply_markup" not in edit.params
-    assert sent_texts(service) == ["Nhập số CCCD (12 số) hoặc CMND (9 số):"]  # log in first
+    assert sent_texts(service) == [t("vi", "login.ask_id")]  # log in first
 
 
 @pytest.mark.parametrize("name", ["edited_message", "unknown_update_type", "group_text"])
@@ -182,7 +183,19 @@ async def test_wrong_or_missing_secret_is_403(service: Service) -> None:
     assert (await service.post(payload("text_message"), secret=SECRET)).status_code == 200
 
 
-@pytest.mark.parametrize("body", [b"{not json", b"", b"[1, 2]", b'{"message": {}}', b'{"update_id": "x"}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"",
+        b"[1, 2]",
+        b'{"message": {}}',
+        b'{"update_id": "x"}',
+        b'{"update_id": 1, "message": "x"}',
+        b'{"update_id": 1, "message": {"chat": {}}}',
+        b'{"update_id": 1, "message": {"message_id": 1, "date": "x", "chat": {"id": 1, "type": "private"}}}',
+    ],
+)
 async def test_malformed_body_is_400(service: Service, body: bytes) -> None:
     response = await service.post(body)
     assert response.status_code == 400 and response.json()["ok"] is False
@@ -205,7 +218,7 @@ async def test_an_answer_that_cannot_reach_telegram_asks_for_a_redelivery(servic
     again = await service.post(payload("contact_own"))
     assert again.status_code == 200 and again.json()["description"] == "processed"
     texts = sent_texts(service)
-    assert texts == ["Mã 6 số đã gửi qua SMS tới số điện thoại bạn chia sẻ. Nhập mã:"] * 2
+    assert texts == [t("vi", "login.phone_code_sent")] * 2
     # the engine answered the redelivery from its receipt: still one code, not two
     assert len(await service.app.state.outbox.messages_to("sms", AN.phone)) == 1
 

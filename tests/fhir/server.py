@@ -120,9 +120,10 @@ class FhirTestServer:
         """The next `count` FHIR answers (of `method`, if given) fail with `status` ("reset": dropped)."""
         self._admin(f"fail?status={status}&count={count}&method={method}")
 
-    def set_delay(self, ms: int) -> None:
-        """Delays every FHIR answer by `ms` milliseconds (0: none)."""
-        self._admin(f"delay?ms={ms}")
+    def set_delay(self, ms: int, method: str = "", resource_type: str = "") -> None:
+        """Delays FHIR answers by `ms` milliseconds (0: none); only `method` / `resource_type` if given.
+        The request is still carried out after the delay, even when the client gave up."""
+        self._admin(f"delay?ms={ms}&method={method}&type={resource_type}")
 
     def client(self) -> httpx.Client:
         """A plain HTTP client on the FHIR base, authenticated like the registry."""

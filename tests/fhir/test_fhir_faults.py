@@ -92,23 +92,26 @@ async def test_server_stops_and_comes_back(own_server: FhirTestServer, pending: 
 async def test_replay_whose_answer_was_lost_is_not_filed_twice(
     fhir_server: FhirTestServer, pending: PendingWrites
 ) -> None:
-    """The server stores the report but the answer never arrives: the next replay finds it by reference."""
-    own_server = fhir_server
-    backend = FhirRegistry(own_server.base_url, auth=own_server.auth, timeout=0.4)
+    """The server stores the report but its answer never arrives: the replay finds it by reference."""
+    backend = FhirRegistry(fhir_server.base_url, auth=fhir_server.auth, timeout=0.8)
     registry = ResilientRegistry(
-        backend, pending, timeout=1.0, attempts=1, breaker=CircuitBreaker(cooldown=0)
+        backend, pending, timeout=2.0, attempts=1, breaker=CircuitBreaker(cooldown=0)
     )
     try:
         person = await seed_person(registry)
         await registry.upsert_site(HN)
-        own_server.set_delay(600)  # every request is handled, but after our timeout
+        fhir_server.set_delay(1200, method="POST", resource_type="Task")  # carried out after our timeout
         queued = await registry.submit_correction(missing_dose_report(person.id, site="HN001"))
         assert queued.queued
-        await asyncio.sleep(1.5)  # the delayed requests finish on the server meanwhile
-        own_server.set_delay(0)
+        deadline = time.monotonic() + 5
+        while task_count(fhir_server, queued.ref) == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)  # meanwhile the server files it
+        fhir_server.set_delay(0)
+        assert task_count(fhir_server, queued.ref) == 1 and await pending.count_open() == 1
         assert await registry.replay_pending() == 1
-        assert task_count(own_server, queued.ref) == 1
+        assert task_count(fhir_server, queued.ref) == 1  # not filed twice
         assert await registry.replay_pending() == 0
+        assert (await registry.get_correction(queued.ref)).site_code == "HN001"
     finally:
         await registry.close()
 

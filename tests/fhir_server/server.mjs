@@ -21,7 +21,7 @@
 // - optional auth (bearer or basic, like REGISTRY_AUTH) on everything but /metadata;
 // - optional journal file: every stored version is appended, and replayed at start, so the
 //   server can be stopped and restarted without losing its data;
-// - test knobs under /__admin: POST reset (empty the store, no delay, no failure), POST delay?ms=N (slow answers),
+// - test knobs under /__admin: POST reset (empty the store, no delay, no failure), POST delay?ms=N[&method=POST][&type=Task] (slow answers),
 //   POST fail?status=503|409|reset&count=N[&method=PUT] (the next N answers fail that way).
 
 import { createServer } from 'node:http';
@@ -55,7 +55,7 @@ const BASE = option('base', '').replace(/\/+$/, '');
 const AUTHS = process.argv.flatMap((a, i) => (a === '--auth' && process.argv[i + 1] ? [process.argv[i + 1]] : []));
 if (!AUTHS.length && process.env.FHIR_SERVER_AUTH) AUTHS.push(process.env.FHIR_SERVER_AUTH);
 const DATA_FILE = option('data-file', '');
-let delayMs = Number(option('delay-ms', '0'));
+let delay = { ms: Number(option('delay-ms', '0')), method: '', type: '' }; // POST /__admin/delay
 let injected = { status: 0, count: 0, method: '' }; // POST /__admin/fail: the next N answers fail
 
 // -- definitions ------------------------------------------------------------------------------
@@ -296,7 +296,7 @@ function checkResourceBody(body, method) {
 async function admin(req, res, path, url) {
   if (path === '/__admin/reset' && req.method === 'POST') {
     repo.clear();
-    delayMs = 0;
+    delay = { ms: 0, method: '', type: '' };
     injected = { status: 0, count: 0, method: '' };
     return send(res, 200, { reset: true });
   }
@@ -307,8 +307,10 @@ async function admin(req, res, path, url) {
     return send(res, 200, injected);
   }
   if (path === '/__admin/delay' && req.method === 'POST') {
-    delayMs = Number(url.searchParams.get('ms') ?? '0');
-    return send(res, 200, { delayMs });
+    // ms=N; optionally only for method=POST and/or type=Task
+    const p = url.searchParams;
+    delay = { ms: Number(p.get('ms') ?? '0'), method: p.get('method') ?? '', type: p.get('type') ?? '' };
+    return send(res, 200, delay);
   }
   return send(res, 404, { error: 'unknown admin call' });
 }
@@ -317,7 +319,6 @@ async function handle(req, res) {
   const url = new URL(req.url, `http://${req.headers.host ?? 'localhost'}`);
   let path = url.pathname;
   if (path.startsWith('/__admin/')) return admin(req, res, path, url);
-  if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
   if (injected.count > 0 && (!injected.method || injected.method === req.method)) {
     injected.count--;
     if (injected.status === 'reset') return req.socket.destroy();
@@ -336,9 +337,12 @@ async function handle(req, res) {
   }
 
   const method = req.method;
-  const body = await readBody(req);
+  const body = await readBody(req); // the whole request is in before any delay: slow processing, not a slow client
   const segments = path.split('/').filter(Boolean);
   const resourceType = segments[0];
+  if (delay.ms > 0 && (!delay.method || delay.method === method) && (!delay.type || delay.type === resourceType)) {
+    await new Promise((r) => setTimeout(r, delay.ms));
+  }
   const entries = queryEntries(url.searchParams);
   const isTypeLevel = segments.length === 1;
   if (isTypeLevel && (method === 'GET' || method === 'PUT' || method === 'DELETE' || method === 'PATCH')) {
