@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from conversations.context import Context
+from conversations.model import Channel
 from registry_client.errors import InvalidRequest, RecordNotFound
 from registry_client.models import OPEN_STATUSES, CorrectionQuery, NewAttachment
 
@@ -26,7 +27,7 @@ async def _target_ref(ctx: Context) -> str | None:
 
 async def handle_media(ctx: Context) -> None:
     if ctx.inbound.rejected_media and not ctx.inbound.media:
-        ctx.say("attach.rejected", reason=ctx.inbound.rejected_media)
+        ctx.say(_rejected_key(ctx), reason=ctx.inbound.rejected_media)
         return
     ref = await _target_ref(ctx)
     if ref is None:
@@ -45,4 +46,9 @@ async def handle_media(ctx: Context) -> None:
     ctx.audit("case.attach", None, ref)
     ctx.say("attach.ok", ref=ref)
     if ctx.inbound.rejected_media:
-        ctx.say("attach.rejected", reason=ctx.inbound.rejected_media)
+        ctx.say(_rejected_key(ctx), reason=ctx.inbound.rejected_media)
+
+
+def _rejected_key(ctx: Context) -> str:
+    """Telegram takes photos only; MMS and the upload page also take PDF scans."""
+    return "attach.rejected_photo" if ctx.channel == Channel.TELEGRAM else "attach.rejected"

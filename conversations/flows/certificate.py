@@ -32,6 +32,7 @@ async def begin(ctx: Context) -> None:
             "cert.caption",
             name=person.full_name,
             dob=ddmmyyyy(person.date_of_birth),
+            valid_until=ddmmyyyy(issued.expires_at.date()),
             doses="; ".join(
                 ctx.t(
                     "cert.caption_dose",

@@ -69,8 +69,8 @@ async def begin_by_phone(ctx: Context, phone_text: str) -> None:
 
 
 async def prompt(ctx: Context, step: str) -> None:
-    if step == "id":
-        ctx.ask(ctx.t("login.ask_id"), back=True)
+    if step == "id":  # Telegram also offers "share my phone number"
+        ctx.ask(ctx.t("login.ask_id"), back=True, ask_contact=ctx.channel == Channel.TELEGRAM)
     elif step == "dob":
         ctx.ask(ctx.t("login.ask_dob"))
     else:

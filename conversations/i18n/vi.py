@@ -74,7 +74,7 @@ MESSAGES: dict[str, str] = {
     "cert.no_doses": "Chưa có mũi tiêm nào trong hồ sơ nên chưa cấp được chứng nhận. Báo thiếu mũi: menu 3 hoặc PA.",
     "cert.no_phone": "Hồ sơ chưa có số điện thoại để nhận link. Vui lòng gọi {hotline}.",
     "cert.unavailable": "Chưa cấp được chứng nhận lúc này. Vui lòng thử lại sau.",
-    "cert.caption": "{name}, sinh {dob}. {doses}",
+    "cert.caption": "{name}, sinh {dob}. {doses}. Có giá trị đến {valid_until}.",
     "cert.caption_dose": "Mũi {number}: {product} {date}",
     "cert.code_sent": "Mã chứng nhận đã gửi qua SMS tới {phone}.",
     # verify someone's code
@@ -117,6 +117,7 @@ MESSAGES: dict[str, str] = {
     "attach.ok": "Đã đính kèm ảnh vào phản ánh {ref}.",
     "attach.none": "Không có phản ánh đang mở để đính kèm ảnh. Gửi PA để báo thiếu/sai mũi.",
     "attach.rejected": "Không nhận được tệp ({reason}). Gửi ảnh JPG/PNG hoặc PDF dưới 10 MB.",
+    "attach.rejected_photo": "Không nhận được tệp ({reason}). Gửi ảnh JPG hoặc PNG dưới 10 MB.",
     "attach.failed": "Chưa đính kèm được ảnh lúc này. Vui lòng thử lại sau.",
     # check a report
     "check.ask_ref": "Nhập mã phản ánh (vd PA-7K3D-9Q):",

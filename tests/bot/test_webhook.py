@@ -105,7 +105,7 @@ async def test_png_document_is_accepted_and_a_pdf_is_refused_without_download(se
     await service.post(payload("document_png"))
     assert len(list((service.settings.data_dir / "uploads").rglob("*.png"))) == 1
     await service.post(payload("document_pdf"))
-    assert sent_texts(service)[-1] == t("vi", "attach.rejected", reason="application/pdf")
+    assert sent_texts(service)[-1] == t("vi", "attach.rejected_photo", reason="application/pdf")
     assert len(service.api.calls_of("getFile")) == 1  # the PDF was never downloaded
 
 
@@ -128,13 +128,16 @@ async def test_button_press_is_acknowledged_its_message_edited_and_the_choice_fo
         "answerCallbackQuery",
         "editMessageText",
         "sendMessage",
+        "sendMessage",  # the "share my phone number" keyboard that follows the inline buttons
     ]
     (answer,) = service.api.calls_of("answerCallbackQuery")
     assert answer.params["callback_query_id"] == "2354437612489512345"
     (edit,) = service.api.calls_of("editMessageText")
     assert edit.params["message_id"] == "1003" and edit.params["chat_id"] == CHAT
     assert edit.params["text"].endswith("✔ Đã chọn: Xem mũi tiêm") and "reply_markup" not in edit.params
-    assert sent_texts(service) == [t("vi", "login.ask_id")]  # log in first
+    asked, contact = service.api.calls_of("sendMessage")
+    assert asked.params["text"] == t("vi", "login.ask_id")  # log in first
+    assert contact.params["reply_markup"]["keyboard"][0][0]["request_contact"] is True
 
 
 @pytest.mark.parametrize("name", ["edited_message", "unknown_update_type", "group_text"])
