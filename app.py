@@ -20,7 +20,7 @@ from outbox.store import Outbox
 from registry_client.factory import build_registry
 from settings import Settings
 from sms_gateway import routes as sms_routes
-from web import certificate_pages, observability
+from web import certificate_pages, observability, verify_code
 from web.console.wiring import install_console
 
 log = logging.getLogger("vaxchannel")
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from certificates.service import build_certificate_service
 
         state.certificates = build_certificate_service(settings, state.db_sessions)
+        background.append(("certificate-code-attempts-cleanup", 3600.0, state.certificates.codes.cleanup))
         # -- conversations (conversations/): state.conversations ---------------------------
         from conversations.wiring import wire_conversations
 
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="VaxChannel", version="0.1.0", lifespan=lifespan)
     app.add_middleware(observability.MetricsMiddleware)
     app.include_router(observability.router)
+    app.include_router(verify_code.router)
     app.include_router(sms_routes.router)
     install_console(app)
     app.include_router(certificate_pages.router)

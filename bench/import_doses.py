@@ -18,6 +18,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -189,12 +190,45 @@ def write_csv(path: Path, rows: int, *, seed: int = 2021) -> None:
 
 
 # -- running the import -------------------------------------------------------------------------
+class ServerCpu(threading.Thread):
+    """CPU seconds used by the PostgreSQL backends serving one database (sampled from /proc)."""
+
+    def __init__(self, admin_url: str, database: str) -> None:
+        super().__init__(daemon=True)
+        self._admin_url, self._database = admin_url, database
+        self._seen: dict[int, float] = {}
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        with psycopg.connect(self._admin_url, autocommit=True) as conn:
+            while not self._done.wait(0.25):
+                rows = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self._database,)
+                ).fetchall()
+                for (pid,) in rows:
+                    try:
+                        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    except OSError:
+                        continue
+                    self._seen[pid] = max(
+                        self._seen.get(pid, 0.0), (int(fields[11]) + int(fields[12])) / tick
+                    )
+
+    def stop(self) -> float:
+        self._done.set()
+        self.join()
+        return sum(self._seen.values())
+
+
 @dataclass
 class Run:
     seconds: float
     peak_rss_mb: float
     exit_code: int
     output: str
+    cpu_seconds: float = 0.0  # the import process
+    server_cpu_seconds: float = 0.0  # its PostgreSQL backends
 
     def reported_rate(self) -> str:
         for line in self.output.splitlines():
@@ -203,8 +237,10 @@ class Run:
         return "?"
 
 
-def run_import(csv_path: Path, database_url: str) -> Run:
+def run_import(csv_path: Path, database_url: str, admin_url: str, database: str) -> Run:
     env = {**os.environ, "DATABASE_URL": database_url}
+    server = ServerCpu(admin_url, database)
+    server.start()
     started = time.monotonic()
     child = subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), "import-doses", str(csv_path)],
@@ -218,7 +254,15 @@ def run_import(csv_path: Path, database_url: str) -> Run:
     output = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
-    return Run(time.monotonic() - started, usage.ru_maxrss / 1024, child.returncode, output)
+    seconds = time.monotonic() - started
+    return Run(
+        seconds,
+        usage.ru_maxrss / 1024,
+        child.returncode,
+        output,
+        usage.ru_utime + usage.ru_stime,
+        server.stop(),
+    )
 
 
 def csv_read_baseline(csv_path: Path) -> float:
@@ -257,8 +301,10 @@ def main() -> int:
             args.pg_admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
         )
         try:
-            first = run_import(csv_path, url)
-            second = run_import(csv_path, url)
+            print(f"load average before the import: {os.getloadavg()[0]:.1f}", flush=True)
+            first = run_import(csv_path, url, args.pg_admin, name)
+            print(f"load average before the re-import: {os.getloadavg()[0]:.1f}", flush=True)
+            second = run_import(csv_path, url, args.pg_admin, name)
             with psycopg.connect(url.replace("+psycopg", "")) as conn:
                 persons, doses = conn.execute(
                     "SELECT (SELECT count(*) FROM persons), (SELECT count(*) FROM doses)"
@@ -277,6 +323,11 @@ def main() -> int:
             f"{label:<24} exit {run.exit_code}  {run.seconds:6.1f}s wall  {rate:>9,.0f} rows/s wall"
             f" (import itself: {run.reported_rate()})  peak RSS {run.peak_rss_mb:,.0f} MB"
             f"  = {rate / baseline:.2f}× the csv-read baseline"
+        )
+        print(
+            f"{'':<24} CPU per row: import process {run.cpu_seconds / args.rows * 1e6:.0f} µs,"
+            f" PostgreSQL backends {run.server_cpu_seconds / args.rows * 1e6:.0f} µs"
+            f" (machine load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
         )
     ok = first.exit_code == 0 and second.exit_code == 0
     goal = args.rows / first.seconds >= 20_000 and first.peak_rss_mb < 300

@@ -80,3 +80,13 @@ def display_name(nam: object, family_first: bool) -> str:
     given = given.replace("<", " ") if isinstance(given, str) else ""
     parts = [family, given] if family_first else [given, family]
     return " ".join(p for p in parts if p).strip()
+
+
+def shortened_name(full_name: str) -> str:
+    """The name a checkpoint is shown for a certificate code: family and last given name in full,
+    the middle names as initials (`Nguyễn Thị Ánh` → `Nguyễn T. Ánh`)."""
+    words = full_name.split()
+    if len(words) <= 2:
+        return " ".join(words)
+    middle = [w[0].upper() + "." for w in words[1:-1]]
+    return " ".join([words[0], *middle, words[-1]])

@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from certificates import hcert, qr, valuesets
+from certificates.code_store import CertificateCodes, CodeVerdict
 from certificates.keys import DocumentSignerStore, KeyRing, TrustStore
 from certificates.links import LinkGrant, LinkSigner
 from certificates.names import dcc_name
@@ -173,6 +174,7 @@ class CertificateService:
         self.validity = validity
         self._clock = clock
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.codes = CertificateCodes(sessions, self, clock=clock)  # short codes (certificates/code_store.py)
 
     # -- issuing -------------------------------------------------------------------------------
     def _lock(self, person_id: str) -> asyncio.Lock:
@@ -326,6 +328,13 @@ class CertificateService:
     def public_keys(self) -> list[dict[str, str]]:
         """GET /api/certificates/keys: every own document signer that may have signed a live HCERT."""
         return [{"kid": k.kid_b64, "certificate_pem": k.certificate_pem} for k in self.signers.live()]
+
+    # -- certificate codes (the engine's CertificateCodePort; certificates/code_store.py) -----
+    async def code_for(self, holder: HolderLike, doses: Sequence[DoseLike]) -> str:
+        return await self.codes.code_for(holder, doses)
+
+    async def verify_code(self, code: str, birth_year: int, *, caller: str | None = None) -> CodeVerdict:
+        return await self.codes.check(code, birth_year, caller=caller)
 
     # -- links ---------------------------------------------------------------------------------
     def make_link(self, person_id: str) -> str:

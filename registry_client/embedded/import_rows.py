@@ -240,6 +240,8 @@ class RowValidator:
             national_id: str | None = text if len(text) in (9, 12) else None
         else:
             national_id = normalize_national_id(text)
+            if national_id is not None and not national_id.isascii():  # "digits" of other scripts
+                national_id = None
         if national_id is None:
             errors.append(R_NATIONAL_ID)
         full_name = _clean_text(fields[i_name])
@@ -268,10 +270,14 @@ class RowValidator:
             phone: str | None = "+84" + phone_text[1:]  # 0901234567, the usual case
         else:
             phone = normalize_phone(phone_text) if phone_text else None
+            if phone is not None and not phone.isascii():
+                phone = None
         if phone_text and phone is None:
             errors.append(R_PHONE)
         dose_text = fields[i_dose].strip()
-        dose_number = int(dose_text) if dose_text.isdigit() and len(dose_text) <= 2 else 0
+        dose_number = (
+            int(dose_text) if len(dose_text) <= 2 and dose_text.isascii() and dose_text.isdigit() else 0
+        )
         if not 1 <= dose_number <= 9:
             errors.append(R_DOSE_NUMBER)
         product = self._product(fields[i_vac])

@@ -15,7 +15,6 @@ from typing import Any, cast
 
 import psycopg
 from sqlalchemy import Connection, Integer, String, Table, any_, bindparam, insert, select, update
-from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeEngine
@@ -271,9 +270,9 @@ class PostgresImportStore(ImportStore):
         self._staged = False
 
     def _member(self, column: Any, values: Sequence[Any], kind: TypeEngine[Any]) -> ColumnElement[bool]:
-        # One array literal as text: much cheaper for the driver than thousands of array elements.
-        literal = bindparam(None, pg_array_literal(values), type_=String())
-        return cast(ColumnElement[bool], column == any_(sql_cast(literal, postgresql.ARRAY(kind))))
+        return cast(
+            ColumnElement[bool], column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(kind)))
+        )
 
     def _insert_ignore(self, table: Any) -> Any:
         return postgresql.insert(table).on_conflict_do_nothing()
@@ -365,14 +364,6 @@ class PostgresImportStore(ImportStore):
                 "COPY contacts (person_id, phone, added_at, verified, added_by) FROM STDIN",
                 (f"{p}\t{copy_text(phone)}{rest}" for p, phone in contacts),
             )
-
-
-def pg_array_literal(values: Sequence[Any]) -> str:
-    """A PostgreSQL array literal; numbers and digit strings (IDs) go in unquoted."""
-    texts = [str(v) for v in values]
-    if all(texts) and (digits := "".join(texts)).isascii() and digits.isdigit():
-        return "{" + ",".join(texts) + "}"
-    return "{" + ",".join('"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"' for t in texts) + "}"
 
 
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")

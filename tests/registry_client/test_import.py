@@ -394,3 +394,48 @@ def test_progress_is_shown_on_a_terminal_only() -> None:
     lines = shown.getvalue().replace("\r", "\n").split()
     assert "30" in lines and "rows/s" in lines
     assert shown.getvalue().count("\r") == 3 and shown.getvalue().endswith("\n")
+
+
+@pytest.mark.parametrize(
+    ("column", "text", "expected"),
+    [
+        ("national_id", " 001085012345 ", "001085012345"),
+        ("national_id", "001.085.012.345", "001085012345"),
+        ("national_id", "٠٠١٠٨٥٠١٢٣٤٥", None),  # digits of another script
+        ("dose_number", "²", None),
+        ("dose_number", "10", None),
+        ("phone", "09٠1234567", None),
+        ("phone", "0912 345 678", "+84912345678"),
+        ("phone", "", None),  # no phone is allowed: the person simply gets no contact
+        ("sex", " f ", "F"),
+        ("full_name", "  Nguyễn   Văn\tAn ", "Nguyễn Văn An"),
+        ("full_name", "Nguye\u0302\u0303n Văn An", "Nguyễn Văn An"),  # decomposed → NFC
+        ("administered_on", "20210802", None),  # only YYYY-MM-DD
+        ("administered_on", "2021-02-30", None),
+        ("lot", "L" * 41, None),
+        ("vaccine", "  vero   CELL ", "BBIBP-CorV"),
+    ],
+)
+def test_row_validation_edge_cases(column: str, text: str, expected: str | None) -> None:
+    from registry_client.embedded.import_rows import COLUMNS, RawRecord, RowValidator
+
+    fields = "001085012345,Nguyễn Văn An,1985-03-14,M,0901234567,1,Pfizer,L1,2021-08-02,HN001,".split(",")
+    fields[COLUMNS.index(column)] = text
+    validator = RowValidator({c: i for i, c in enumerate(COLUMNS)}, len(COLUMNS), date(2025, 1, 1))
+    result = validator.validate(RawRecord(2, fields, False))
+    if expected is None and not (column == "phone" and text == ""):
+        assert isinstance(result, list) and len(result) == 1, result
+        return
+    assert not isinstance(result, list), result
+    value = {"vaccine": result.product}.get(column, getattr(result, column, None))
+    assert value == expected
+
+
+async def test_unreachable_database_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    monkeypatch.setenv("REGISTRY_BACKEND", "embedded")
+    code, out, err = run_cli(payload("cases.csv", tmp_path), capsys)
+    assert code not in (0, None)
+    assert "Cannot prepare the database" in err and out == ""

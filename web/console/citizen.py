@@ -3,7 +3,8 @@ catalogue: this module only chooses *which* message goes *where*, through the en
 `CaseNotifier` (`app.state.case_notifier`), the engine's catalogue template `sms.cert_link`, and
 the certificate service (`app.state.certificates`).
 
-Every outgoing message passes through one of the three methods of `CitizenMessenger`.
+Every outgoing message passes through one of the methods of `CitizenMessenger` (the certificate
+code, `sms.cert_code`, comes from the certificate service's `code_for`).
 """
 
 from __future__ import annotations
@@ -113,6 +114,32 @@ class CitizenMessenger:
             )
         log.info("certificate link of person %s sent by %s over %s", person.id, actor, channel)
         return SentLink(channel, shown, len(addresses))
+
+    async def send_certificate_code(
+        self, person: Person, doses: list[Any], actor: str, language: str = "vi"
+    ) -> SentLink:
+        """The person's certificate code (issuing the certificate and its code when needed) by SMS
+        to the phone the registry holds, never to a dictated number. The text is the engine's
+        catalogue entry `sms.cert_code`. Raises the certificate service's CertificateError."""
+        service = self.certificates
+        if service is None or not hasattr(service, "code_for"):
+            raise ServiceMissing("certificates")
+        phone = person.registered_phone
+        if phone is None:
+            raise NoAddress("no_phone")
+        code = str(await _maybe_await(service.code_for(person, doses)))
+        await self.state.outbox.put(
+            OutboundMessage(
+                channel="sms",
+                address=phone,
+                kind="code",
+                template="sms.cert_code",
+                params={"name": person.full_name, "code": code},
+                language=language,
+            )
+        )
+        log.info("certificate code of person %s sent by %s over sms", person.id, actor)
+        return SentLink("sms", mask_phone(phone), 1)
 
     async def case_resolved(self, case: CorrectionCase, certificate_link: str | None) -> bool:
         """Tells the citizen the outcome on the channel the report came from (the engine's

@@ -141,6 +141,19 @@ async def send_link(
     return sent
 
 
+async def send_code(console: Any, user: ConsoleUser, person_id: str, language: str = "vi") -> SentLink:
+    """The certificate code by SMS to the registry's phone for the person (INTERFACES §7 `MA`)."""
+    person = await console.registry.get_person(person_id)
+    doses = await console.registry.list_doses(person.id)
+    if not doses:
+        raise InputProblem("no_doses")
+    sent = await console.citizen.send_certificate_code(person, doses, user.actor, language)
+    await console.registry.audit(
+        AuditEntry(user.actor, "certificate.code_sent", person.id, f"sms to {sent.shown_address}")
+    )
+    return sent
+
+
 @dataclass(frozen=True)
 class ReportForm:
     kind: str

@@ -127,6 +127,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "send_link_sms": ("Gửi SMS tới {phone}", "Send by SMS to {phone}"),
     "send_link_telegram": ("Gửi qua Telegram", "Send on Telegram"),
+    "send_code_sms": ("Gửi mã chứng nhận qua SMS", "Send the certificate code by SMS"),
+    "send_code_hint": (
+        "Mã chứng nhận (12 ký tự) dùng cho người không có điện thoại thông minh: xuất trình mã cùng năm sinh tại điểm kiểm tra.",
+        "The certificate code (12 characters) is for people without a smartphone: shown with the year of birth at a checkpoint.",
+    ),
     "no_telegram": ("Người này chưa liên kết Telegram.", "This person has no verified Telegram chat."),
     "recent_messages": ("Tin nhắn gần đây", "Recent messages"),
     "no_messages": ("Chưa có tin nhắn.", "No messages."),
@@ -198,6 +203,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "link_sent": (
         "Đã gửi đường dẫn chứng nhận tới {address}.",
         "The certificate link was sent to {address}.",
+    ),
+    "code_sent": (
+        "Đã gửi mã chứng nhận tới {address}.",
+        "The certificate code was sent to {address}.",
     ),
     "certificates_unavailable": (
         "Dịch vụ chứng nhận chưa sẵn sàng; chưa gửi được.",

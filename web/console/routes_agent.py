@@ -6,6 +6,7 @@ from fastapi import Form
 from starlette.requests import Request
 from starlette.responses import Response
 
+from certificates.service import CertificateError
 from registry_client.models import CaseKind, DosesConcerned
 from registry_client.vaccines import PRODUCTS
 from web.console import hotline
@@ -67,6 +68,18 @@ async def send_link(
     except ServiceMissing:
         return redirect(_back(person_id), console.flash, "certificates_unavailable", "error")
     return redirect(_back(person_id), console.flash, "link_sent", address=sent.shown_address)
+
+
+@router.post("/agent/persons/{person_id}/send-code")
+async def send_code(request: Request, info: AgentForm, person_id: str) -> Response:
+    console = request.app.state.console
+    try:
+        sent = await hotline.send_code(console, info.user, person_id, language_of(request))
+    except (InputProblem, NoAddress) as exc:
+        return redirect(_back(person_id), console.flash, exc.key, "error")
+    except (ServiceMissing, CertificateError):
+        return redirect(_back(person_id), console.flash, "certificates_unavailable", "error")
+    return redirect(_back(person_id), console.flash, "code_sent", address=sent.shown_address)
 
 
 @router.post("/agent/persons/{person_id}/report")

@@ -1,0 +1,269 @@
+"""CertificateCodes: a short code per issued certificate, and checking a code with a birth year.
+
+`code_for(holder, doses)` issues (or reuses) the holder's certificate through the certificate
+service and returns the code bound to its UVCI, creating it on first use: a reissued
+certificate (a correction, an import, a renewal) therefore gets a new code, and the old code
+keeps answering with its own certificate's status (revoked, expired) — the status is read
+from `issued_certificates` in the same indexed lookup.
+
+`check(code, birth_year, caller=)` answers valid / revoked / expired only when the birth year
+matches; an unknown code and a wrong year get the same answer ("unknown"), so a code alone
+reveals nothing, not even that it exists. A mistyped code (wrong length, a character outside
+the alphabet, a failed check character) is "check the code" and costs nothing. Failed checks
+are counted per caller (IP address, phone) and, for wrong years, per code: too many and the
+caller is blocked, or the code is locked, for a while (the counters are SQL rows, shared by
+every worker process).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import delete, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from certificates.code_tables import CertificateCodeRow, CodeAttemptRow
+from certificates.codes import format_code, generate_code, mask_code, parse_code
+from certificates.names import shortened_name
+from certificates.protocols import DoseLike, HolderLike
+from certificates.tables import IssuedCertificateRow
+from db.clock import Clock, as_utc, utc_now
+
+log = logging.getLogger(__name__)
+
+# Outcomes (CodeVerdict.reason); the channels turn them into words.
+VALID = "valid"
+REVOKED = "revoked"
+EXPIRED = "expired"
+UNKNOWN = "unknown"  # no certificate with this code AND this birth year
+CHECK_CODE = "check the code"  # not one of our codes as typed (a typo the check character caught)
+LOCKED = "locked"  # too many wrong birth years for this code: locked for a while
+TOO_MANY = "too many attempts"  # this caller failed too often: blocked for a while
+REVEALING = (VALID, REVOKED, EXPIRED)
+
+
+@dataclass(frozen=True)
+class CodeVerdict:
+    """The answer to one check. Holder fields are filled only when the birth year matched.
+
+    Field names match `conversations.ports.CodeCheck`, which this satisfies structurally."""
+
+    valid: bool
+    reason: str
+    holder_name: str | None = None  # shortened, with diacritics (`Nguyễn T. Ánh`)
+    birth_year: int | None = None
+    doses: int = 0
+    latest_dose_date: date | None = None
+    detail: str = ""  # for the audit only: "no such code" / "wrong birth year" / what was mistyped
+    person_id: str | None = None  # for the audit only (also on a wrong year), never shown
+    retry_after: int = 0  # seconds, with LOCKED / TOO_MANY
+
+
+@dataclass(frozen=True)
+class GuessingLimits:
+    caller_failures: int = 10  # unknown codes or wrong years from one caller ...
+    caller_window: timedelta = timedelta(minutes=15)  # ... within this window ...
+    caller_block: timedelta = timedelta(minutes=15)  # ... block the caller this long
+    code_failures: int = 5  # wrong birth years for one code ...
+    code_window: timedelta = timedelta(hours=1)
+    code_lock: timedelta = timedelta(hours=1)  # ... lock the code this long (right year too)
+
+
+class IssuedLike(Protocol):
+    @property
+    def uvci(self) -> str: ...
+
+
+class CertificateIssuer(Protocol):
+    async def issue(self, holder: HolderLike, doses: Sequence[DoseLike]) -> IssuedLike: ...
+
+
+def attempt_key(kind: str, value: str) -> str:
+    """Counter key: hashed, so the table holds no phone number, IP address or typed code."""
+    return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()[:40]
+
+
+def certificate_status(expires_at: datetime, revoked_at: datetime | None, at: datetime) -> str:
+    expires_at = as_utc(expires_at)
+    if revoked_at is not None and as_utc(revoked_at) <= at:
+        # replaced after it had already run out (a renewal): it is simply expired
+        return EXPIRED if as_utc(revoked_at) > expires_at else REVOKED
+    return EXPIRED if at > expires_at else VALID
+
+
+class CertificateCodes:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        issuer: CertificateIssuer,
+        *,
+        clock: Clock = utc_now,
+        limits: GuessingLimits | None = None,
+        generate: Callable[[], str] = generate_code,
+    ) -> None:
+        self.sessions = sessions
+        self.issuer = issuer
+        self.clock = clock
+        self.limits = limits or GuessingLimits()
+        self.generate = generate
+
+    # -- issuing -------------------------------------------------------------------------------
+    async def code_for(self, holder: HolderLike, doses: Sequence[DoseLike]) -> str:
+        """The code of the holder's current certificate (`VX7K-3D9Q-MRT4`), issuing the
+        certificate and the code as needed. Raises the service's CertificateError (NoDoses, …)."""
+        issued = await self.issuer.issue(holder, doses)
+        existing = await self._code_of(issued.uvci)
+        if existing is not None:
+            return format_code(existing)
+        ordered = sorted(doses, key=lambda d: (d.dose_number, d.administered_on))
+        for _ in range(8):
+            code = self.generate()
+            row = CertificateCodeRow(
+                code=code,
+                uvci=issued.uvci,
+                person_id=holder.id,
+                holder_name=shortened_name(holder.full_name)[:120],
+                birth_year=holder.date_of_birth.year,
+                dose_count=len(ordered),
+                latest_dose_on=ordered[-1].administered_on,
+                created_at=self.clock(),
+            )
+            try:
+                async with self.sessions() as session, session.begin():
+                    session.add(row)
+                return format_code(code)
+            except IntegrityError:  # a concurrent request coded this certificate, or a collision
+                existing = await self._code_of(issued.uvci)
+                if existing is not None:
+                    return format_code(existing)
+        raise RuntimeError("no free certificate code after 8 draws")  # pragma: no cover
+
+    async def _code_of(self, uvci: str) -> str | None:
+        async with self.sessions() as session:
+            code: str | None = await session.scalar(
+                select(CertificateCodeRow.code).where(CertificateCodeRow.uvci == uvci)
+            )
+            return code
+
+    # -- checking ------------------------------------------------------------------------------
+    async def verify_code(self, code: str, birth_year: int, *, caller: str | None = None) -> CodeVerdict:
+        """The engine's `CertificateCodePort.verify_code` (same as `check`)."""
+        return await self.check(code, birth_year, caller=caller)
+
+    async def check(self, text: object, birth_year: int, *, caller: str | None = None) -> CodeVerdict:
+        """One check: `caller` identifies who asks (`ip:203.0.113.9`, `sms:+8490…`) for the
+        per-caller limit; None counts only against the code."""
+        parsed = parse_code(text)
+        if parsed.code is None:
+            return CodeVerdict(False, CHECK_CODE, detail=parsed.problem or "")
+        code = parsed.code
+        now = self.clock()
+        caller_key = attempt_key("caller", caller) if caller else None
+        code_key = attempt_key("code", code)
+        async with self.sessions() as session:
+            keys = [code_key] if caller_key is None else [caller_key, code_key]
+            attempts = {
+                a.key: a
+                for a in await session.scalars(select(CodeAttemptRow).where(CodeAttemptRow.key.in_(keys)))
+            }
+            if caller_key and (wait := _blocked_for(attempts.get(caller_key), now)):
+                return CodeVerdict(False, TOO_MANY, detail="caller blocked", retry_after=wait)
+            if wait := _blocked_for(attempts.get(code_key), now):
+                return CodeVerdict(False, LOCKED, detail="code locked", retry_after=wait)
+            found = (
+                await session.execute(
+                    select(CertificateCodeRow, IssuedCertificateRow.expires_at, IssuedCertificateRow.revoked_at)
+                    .join(IssuedCertificateRow, IssuedCertificateRow.uvci == CertificateCodeRow.uvci)
+                    .where(CertificateCodeRow.code == code)
+                )
+            ).first()
+        if found is None:
+            if caller_key:
+                await self._count_failure([(caller_key, True)], now)
+            return CodeVerdict(False, UNKNOWN, detail="no such code")
+        row, expires_at, revoked_at = found
+        if row.birth_year != birth_year:
+            keys_hit = [(code_key, False)] if caller_key is None else [(caller_key, True), (code_key, False)]
+            await self._count_failure(keys_hit, now)
+            return CodeVerdict(False, UNKNOWN, detail="wrong birth year", person_id=row.person_id)
+        status = certificate_status(expires_at, revoked_at, now)
+        return CodeVerdict(
+            status == VALID,
+            status,
+            holder_name=row.holder_name,
+            birth_year=row.birth_year,
+            doses=row.dose_count,
+            latest_dose_date=row.latest_dose_on,
+            detail=f"uvci {row.uvci}",
+            person_id=row.person_id,
+        )
+
+    async def _count_failure(self, keys: list[tuple[str, bool]], now: datetime) -> None:
+        """One more failure on each (key, is_caller); the limit-th blocks the key."""
+        for attempt in range(3):
+            try:
+                async with self.sessions() as session, session.begin():
+                    for key, is_caller in keys:
+                        await self._count_one(session, key, is_caller, now)
+                return
+            except IntegrityError:  # another worker created the same counter row first
+                if attempt == 2:
+                    log.warning("could not count a failed certificate-code check")
+
+    async def _count_one(self, session: AsyncSession, key: str, caller: bool, now: datetime) -> None:
+        limit = self.limits.caller_failures if caller else self.limits.code_failures
+        window = self.limits.caller_window if caller else self.limits.code_window
+        block = self.limits.caller_block if caller else self.limits.code_lock
+        row = await session.get(CodeAttemptRow, key, with_for_update=True)
+        if row is None:
+            row = CodeAttemptRow(key=key, failures=0, window_start=now)
+            session.add(row)
+        elif as_utc(row.window_start) <= now - window:
+            row.failures, row.window_start = 0, now
+        row.failures += 1
+        if row.failures >= limit:
+            row.blocked_until = now + block
+            row.failures, row.window_start = 0, now
+
+    # -- housekeeping --------------------------------------------------------------------------
+    async def cleanup(self) -> int:
+        """Forgets counters whose window and block are over (a background job)."""
+        now = self.clock()
+        oldest = now - max(self.limits.caller_window, self.limits.code_window)
+        async with self.sessions() as session, session.begin():
+            result = await session.execute(
+                delete(CodeAttemptRow).where(
+                    CodeAttemptRow.window_start < oldest,
+                    or_(CodeAttemptRow.blocked_until.is_(None), CodeAttemptRow.blocked_until < now),
+                )
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _blocked_for(row: CodeAttemptRow | None, now: datetime) -> int:
+    if row is None or row.blocked_until is None:
+        return 0
+    left = (as_utc(row.blocked_until) - now).total_seconds()
+    return math.ceil(left) if left > 0 else 0
+
+
+__all__ = [
+    "CHECK_CODE",
+    "EXPIRED",
+    "LOCKED",
+    "REVOKED",
+    "TOO_MANY",
+    "UNKNOWN",
+    "VALID",
+    "CertificateCodes",
+    "CodeVerdict",
+    "GuessingLimits",
+    "mask_code",
+]
