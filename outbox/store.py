@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from outbox.tables import OutboxRow
 from db.clock import Clock, as_utc, utc_now
+from outbox.tables import OutboxRow
 
 PENDING, SENDING, SENT, DELIVERED, FAILED, LOCAL, UNREACHABLE = (
     "pending",
