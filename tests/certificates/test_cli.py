@@ -18,8 +18,9 @@ from main import main
 from registry_client.embedded.demo import load_demo
 from registry_client.embedded.registry import EmbeddedRegistry
 from tests.certificates.conftest import AN, CUONG
+from tests.shared_data import CONFORMANCE
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "conformance"
+SHARED = CONFORMANCE
 
 
 @pytest.fixture

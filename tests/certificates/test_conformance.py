@@ -33,8 +33,9 @@ from certificates.verification import (
     VerificationResult,
 )
 from tests.certificates.conftest import CertApp, make_settings, start_app
+from tests.shared_data import CONFORMANCE
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "conformance"
+SHARED = CONFORMANCE
 DGC = SHARED / "dgc-testdata"
 VN_SAMPLE = SHARED / "vn-sample" / "VAC_VN.hc1.txt"
 
