@@ -22,6 +22,7 @@ from settings import Settings
 from sms_gateway import routes as sms_routes
 from web import certificate_pages, observability, verify_code
 from web.console.wiring import install_console
+from web.request_errors import MAX_REQUEST_BYTES, install_request_error_handlers
 
 log = logging.getLogger("vaxchannel")
 
@@ -73,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from web.console.wiring import setup_console
 
         setup_console(state)
+        # -- observability (web/observability.py): metric hooks on the wired objects -------
+        observability.instrument(state)
 
         tasks: list[asyncio.Task[None]] = []
         if settings.run_workers:
@@ -87,10 +90,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await task
             if getattr(state, "telegram", None) is not None:
                 await state.telegram.stop()
+            if getattr(state, "conversations", None) is not None:
+                await state.conversations.aclose()  # writes queued audit lines first
             await state.registry.close()
             await state.db_engine.dispose()
 
-    app = FastAPI(title="VaxChannel", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="VaxChannel", version="0.1.0", lifespan=lifespan, max_body_size=MAX_REQUEST_BYTES)
+    install_request_error_handlers(app)  # malformed requests: 4xx, never 500
     app.add_middleware(observability.MetricsMiddleware)
     app.include_router(observability.router)
     app.include_router(verify_code.router)

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     sms_strip_diacritics: bool = True
     sla_working_days: int = 5
     redis_url: str | None = None
+    redis_key_prefix: str = "vax"  # every Redis key of this deployment starts with it
     outbox_poll_seconds: float = 1.0
     escalation_interval_seconds: float = 300.0
     run_workers: bool = True

@@ -2,11 +2,16 @@
 
     /work/venv/bin/python bench/import_doses.py [--rows 1000000]
 
-Generates N deterministic rows (`generate_rows`, reusable for larger registries), writes the
-CSV to a temporary directory, creates a fresh PostgreSQL database on 127.0.0.1 (user postgres),
+Generates N deterministic rows, writes the CSV to a temporary directory, creates a fresh PostgreSQL database on 127.0.0.1 (user postgres),
 runs the import as a child process (`python main.py import-doses`, so its peak RSS is the
 import's own), runs it again on the same file (the idempotent re-import), and drops the database.
 The baseline of the same run is reading the same file with the csv module alone.
+
+The generator is reusable (e.g. for a 10M-person registry): `generate_persons(count)` yields
+synthetic persons (unique CCCD/CMND, DOB consistent with the CCCD, shared family phones, 1–4
+doses), `generate_rows(rows)` turns them into import rows, `write_csv(path, rows)` writes a file:
+
+    from bench.import_doses import generate_persons, write_csv
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ GIVEN = {
     "M": ("Anh", "Bảo", "Dũng", "Hải", "Hùng", "Khoa", "Long", "Nam", "Phúc", "Quân", "Sơn", "Tuấn", "Việt"),
     "F": ("Anh", "Châu", "Hà", "Hạnh", "Hoa", "Hương", "Lan", "Linh", "My", "Nga", "Phương", "Thảo", "Trang"),
 }
-# (spelling in the file, how later doses are written) — names and DCC codes, as sites write them
+# how sites write the vaccine: common names and EU DCC product codes
 VACCINES = (
     "AstraZeneca", "EU/1/21/1529", "Pfizer", "EU/1/20/1528", "Moderna", "EU/1/20/1507", "Vero Cell",
     "BBIBP-CorV", "Sinopharm", "Sputnik V", "Abdala", "Hayat-Vax", "Janssen",

@@ -179,7 +179,9 @@ class CertificateCodes:
                 return CodeVerdict(False, LOCKED, detail="code locked", retry_after=wait)
             found = (
                 await session.execute(
-                    select(CertificateCodeRow, IssuedCertificateRow.expires_at, IssuedCertificateRow.revoked_at)
+                    select(
+                        CertificateCodeRow, IssuedCertificateRow.expires_at, IssuedCertificateRow.revoked_at
+                    )
                     .join(IssuedCertificateRow, IssuedCertificateRow.uvci == CertificateCodeRow.uvci)
                     .where(CertificateCodeRow.code == code)
                 )

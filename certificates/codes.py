@@ -15,7 +15,7 @@ import math
 import secrets
 from dataclasses import dataclass
 
-from certificates.check_character import ALPHABET, check_character, is_valid
+from certificates.check_character import ALPHABET, is_valid
 
 BODY_LENGTH = 11
 CODE_LENGTH = BODY_LENGTH + 1

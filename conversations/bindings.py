@@ -7,6 +7,7 @@ unbinds on /logout and marks a chat unreachable when the bot is blocked.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +22,13 @@ from registry_client.clock import Clock, utc_now
 class BindingStore:
     def __init__(self, sessions: async_sessionmaker[Any], ttl_days: int, clock: Clock = utc_now) -> None:
         self.sessions, self.ttl, self.clock = sessions, timedelta(days=ttl_days), clock
+        # Told (channel, address) after a commit that changed that identity's bindings, so caches
+        # of them (the Redis hot state) are renewed on every worker.
+        self.on_change: Callable[[str, str], Awaitable[None]] | None = None
+
+    async def _changed(self, channel: str, address: str) -> None:
+        if self.on_change is not None:
+            await self.on_change(str(channel), address)
 
     async def persons_for(self, channel: str, address: str) -> list[str]:
         """Persons this identity may act for now, most recently bound first."""
@@ -81,6 +89,7 @@ class BindingStore:
     async def bind(self, channel: str, address: str, person_id: str) -> None:
         async with self.sessions() as db, db.begin():
             await self.bind_effect(channel, address, person_id)(db)
+        await self._changed(channel, address)
 
     def unbind_effect(self, channel: str, address: str) -> Effect:
         async def apply(db: AsyncSession) -> None:
@@ -100,7 +109,8 @@ class BindingStore:
                     ChannelBindingRow.channel == str(channel), ChannelBindingRow.address == address
                 )
             )
-            return int(getattr(result, "rowcount", 0) or 0)
+        await self._changed(channel, address)
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def mark_unreachable(self, channel: str, address: str) -> None:
         """The identity cannot be reached (bot blocked, number opted out): stop sending to it."""

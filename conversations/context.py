@@ -10,7 +10,7 @@ from typing import Any
 from conversations.bindings import BindingStore
 from conversations.effects import Effect
 from conversations.i18n import t
-from conversations.limits import RateCounters
+from conversations.limits import Counters
 from conversations.model import Channel, Inbound, Option, Reply, Turn
 from conversations.otp import OtpService
 from conversations.ports import CertificatePort
@@ -39,7 +39,7 @@ class Services:
     registry: Registry
     otp: OtpService
     bindings: BindingStore
-    counters: RateCounters
+    counters: Counters
     config: EngineConfig
     certificates: CertificatePort | None = None
     clock: Clock = utc_now

@@ -1,17 +1,53 @@
-"""Fixed-window counters with a block, in SQL (shared by every worker process)."""
+"""Fixed-window counters with a block, shared by every worker process.
+
+`RateCounters` keeps them in SQL (the embedded default, no Redis needed); with REDIS_URL set,
+`conversations.redis_limits.RedisRateCounters` keeps them in Redis through the `limits` library
+with the same interface. `hit` is an Effect (applied with the turn's transaction); `hit_now`
+counts at once and atomically, for checks that must not be raced by concurrent requests (a
+one-time code is compared only after its attempt has been counted).
+"""
 
 from __future__ import annotations
 
 import math
-from datetime import timedelta
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol, cast
 
-from sqlalchemy import delete
+from sqlalchemy import Table, case, delete, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from conversations.effects import Effect
 from conversations.tables import RateCounterRow
 from registry_client.clock import Clock, as_utc, utc_now
+
+COUNTERS = cast(Table, RateCounterRow.__table__)
+
+
+@dataclass(frozen=True)
+class Hit:
+    count: int  # events in the window, this one included
+    blocked: int  # seconds the key is blocked now (0: not blocked)
+    was_blocked: bool  # the key was already blocked before this event
+
+
+class Counters(Protocol):
+    async def read(self, key: str, window: timedelta) -> tuple[int, int]: ...
+
+    def hit(self, key: str, *, limit: int, window: timedelta, block: timedelta) -> Effect: ...
+
+    async def hit_now(self, key: str, *, limit: int, window: timedelta, block: timedelta) -> Hit: ...
+
+    def reset(self, key: str) -> Effect: ...
+
+    async def take(self, key: str, *, limit: int, window: timedelta) -> bool | None: ...
+
+
+def _seconds_until(moment: datetime | None, now: datetime) -> int:
+    if moment is None or as_utc(moment) <= now:
+        return 0
+    return math.ceil((as_utc(moment) - now).total_seconds())
 
 
 class RateCounters:
@@ -25,32 +61,61 @@ class RateCounters:
         if row is None:
             return 0, 0
         now = self.clock()
-        blocked = 0
-        if row.blocked_until is not None and as_utc(row.blocked_until) > now:
-            blocked = math.ceil((as_utc(row.blocked_until) - now).total_seconds())
         count = row.count if as_utc(row.window_start) > now - window else 0
-        return count, blocked
+        return count, _seconds_until(row.blocked_until, now)
 
     def hit(self, key: str, *, limit: int, window: timedelta, block: timedelta) -> Effect:
         """Counts one event; the `limit`-th event in `window` blocks the key for `block`."""
 
         async def apply(db: AsyncSession) -> None:
-            now = self.clock()
-            row = await db.get(RateCounterRow, key)
-            if row is None:
-                row = RateCounterRow(key=key, count=0, window_start=now)
-                db.add(row)
-            elif as_utc(row.window_start) <= now - window:
-                row.count, row.window_start = 0, now
-            row.count += 1
-            if row.count >= limit:
-                row.blocked_until = now + block
-                row.count, row.window_start = 0, now
+            await self._hit(db, key, limit=limit, window=window, block=block)
 
         return apply
+
+    async def hit_now(self, key: str, *, limit: int, window: timedelta, block: timedelta) -> Hit:
+        async with self.sessions() as db, db.begin():
+            return await self._hit(db, key, limit=limit, window=window, block=block)
+
+    async def _hit(
+        self, db: AsyncSession, key: str, *, limit: int, window: timedelta, block: timedelta
+    ) -> Hit:
+        """One atomic upsert (row lock on PostgreSQL, the writer lock on SQLite), then the block."""
+        now = self.clock()
+        dialect = db.bind.dialect.name if db.bind is not None else ""
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        expired = COUNTERS.c.window_start <= now - window
+        stmt = (
+            insert(COUNTERS)
+            .values(key=key, count=1, window_start=now, blocked_until=None)
+            .on_conflict_do_update(
+                index_elements=[COUNTERS.c.key],
+                set_={
+                    "count": case((expired, 1), else_=COUNTERS.c.count + 1),
+                    "window_start": case((expired, now), else_=COUNTERS.c.window_start),
+                },
+            )
+            .returning(COUNTERS.c.count, COUNTERS.c.blocked_until)
+        )
+        count, blocked_until = (await db.execute(stmt)).one()
+        blocked = _seconds_until(blocked_until, now)
+        if blocked:
+            return Hit(count, blocked, True)
+        if count >= limit:
+            await db.execute(
+                update(COUNTERS)
+                .where(COUNTERS.c.key == key)
+                .values(blocked_until=now + block, count=0, window_start=now)
+            )
+            return Hit(count, math.ceil(block.total_seconds()), False)
+        return Hit(count, 0, False)
 
     def reset(self, key: str) -> Effect:
         async def apply(db: AsyncSession) -> None:
             await db.execute(delete(RateCounterRow).where(RateCounterRow.key == key))
 
         return apply
+
+    async def take(self, key: str, *, limit: int, window: timedelta) -> bool | None:
+        """Reserves one of `limit` events in `window`. SQL callers count from their own tables:
+        None means "not kept here"."""
+        return None

@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from conversations.effects import Effect
-from conversations.limits import RateCounters
+from conversations.limits import Counters, RateCounters
 from conversations.tables import OtpChallengeRow
 from registry_client.clock import Clock, as_utc, utc_now
 
@@ -76,10 +76,11 @@ class OtpService:
         *,
         clock: Clock = utc_now,
         generate: CodeGenerator = random_code,
+        counters: Counters | None = None,
     ) -> None:
         self.sessions, self.secret, self.ttl = sessions, secret, timedelta(seconds=ttl_seconds)
         self.clock, self.generate = clock, generate
-        self.counters = RateCounters(sessions, clock)
+        self.counters: Counters = counters if counters is not None else RateCounters(sessions, clock)
 
     def _hash(self, nonce: str, code: str) -> str:
         return hmac.new(self.secret, f"{nonce}:{code}".encode(), hashlib.sha256).hexdigest()
@@ -153,6 +154,13 @@ class OtpService:
                 return Refusal(
                     "login.too_many_codes", {"minutes": max(1, math.ceil(free.total_seconds() / 60))}
                 )
+        # Counters that can reserve atomically (Redis) also guard the caps against concurrent
+        # requests on several workers, which the table counts above cannot see yet.
+        for key in (f"otp-sent:person:{person_id}", f"otp-sent:phone:{phone}"):
+            if await self.counters.take(key, limit=MAX_PER_HOUR, window=HOUR) is False:
+                return Refusal("login.too_many_codes", {"minutes": 60})
+        if await self.counters.take(f"otp-resend:{person_id}", limit=1, window=RESEND_AFTER) is False:
+            return Refusal("login.resend_wait", {"seconds": math.ceil(RESEND_AFTER.total_seconds())})
         return None
 
     def issue(self, person_id: str, phone: str, channel: str, address: str) -> tuple[str, Effect]:
@@ -190,21 +198,20 @@ class OtpService:
         return code, apply
 
     async def check(self, challenge: Challenge, typed: str) -> CheckResult:
+        """Counts the attempt first (atomically, shared by every worker), then compares: however
+        many guesses arrive at once, at most MAX_WRONG are compared per lock period."""
         now = self.clock()
         if challenge.expires_at <= now:
             return CheckResult("expired")  # kept open: "resend" knows whom it was for
         fail_key = self._fail_key(challenge.person_id)
-        failures, locked = await self.counters.read(fail_key, LOCK)
-        if locked:
+        attempt = await self.counters.hit_now(fail_key, limit=MAX_WRONG, window=LOCK, block=LOCK)
+        if attempt.was_blocked:
             return CheckResult("locked", effects=(self._close(challenge.id, now),))
         candidate = self._hash(challenge.nonce, typed.replace(" ", ""))
         if hmac.compare_digest(candidate, challenge.code_hash):
             return CheckResult("ok", effects=(self._close(challenge.id, now), self.counters.reset(fail_key)))
-        left = MAX_WRONG - failures - 1
-        effects: list[Effect] = [
-            self._count_attempt(challenge.id),
-            self.counters.hit(fail_key, limit=MAX_WRONG, window=LOCK, block=LOCK),
-        ]
+        left = MAX_WRONG - attempt.count
+        effects: list[Effect] = [self._count_attempt(challenge.id)]
         if left <= 0:
             effects.append(self._close_person(challenge.person_id, now))
             return CheckResult("locked", effects=tuple(effects))

@@ -38,6 +38,11 @@ class CertificatePort(Protocol):
 
 @dataclass(frozen=True)
 class CodeCheck:
+    """`reason`: "valid", "revoked", "expired" (the holder fields are filled: the year matched),
+    "unknown" (no such code, or a wrong year: nothing is revealed), "check the code" (mistyped:
+    the check character failed), "locked" / "too many attempts" (guessing limits).
+    `certificates.code_store.CodeVerdict` has these fields and more (person_id, retry_after)."""
+
     valid: bool
     reason: str
     holder_name: str | None = None
@@ -52,4 +57,6 @@ class CertificateCodePort(Protocol):
 
     async def code_for(self, person: Person, doses: Sequence[Dose]) -> str: ...
 
-    async def verify_code(self, code: str, birth_year: int) -> CodeCheck: ...
+    async def verify_code(self, code: str, birth_year: int, *, caller: str | None = None) -> CodeCheck:
+        """`caller` (`sms:+8490…`, `ussd:+8490…`) counts failed checks per caller."""
+        ...

@@ -1,10 +1,16 @@
 """`app.state.conversations`: load the session, run the engine, persist everything in one go.
 
 `handle(inbound)` reads the session (keyed by channel + address; USSD also carries the gateway's
-sessionId), runs the engine, and writes the new session state, the engine's effects (codes,
-bindings, counters) and the Turn's outbound messages (outbox) in ONE transaction. Audit entries
-go to the registry after the commit. A repeated provider delivery (`Inbound.dedup_key`) gets the
-stored replies and is not processed again.
+sessionId) and the caller's bindings, runs the engine, and writes the turn:
+
+- a turn with effects (codes, bindings, counters), outbound messages (outbox), a provider
+  delivery receipt, or a change to a durable session field is written in ONE SQL transaction;
+- any other turn (menu navigation) writes only the session state: to Redis when REDIS_URL is
+  set (USSD, `hot_state.py`), else with one light SQL statement (`session_store.py`).
+
+Audit entries go to the audit queue (written in batches within 50 ms) or, without one, to the
+registry after the commit. A repeated provider delivery (`Inbound.dedup_key`) gets the stored
+replies and is not processed again.
 """
 
 from __future__ import annotations
@@ -16,15 +22,18 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from conversations.audit_queue import AuditQueue
 from conversations.bindings import BindingStore
 from conversations.context import Context, Services
 from conversations.effects import Effect
 from conversations.engine import Engine
+from conversations.hot_state import RedisHotState
 from conversations.model import Channel, Inbound, Turn
+from conversations.session_store import Loaded, SqlSessionStore, durable_view, write_session
 from conversations.state import SessionState, replies_from_json, replies_to_json
 from conversations.tables import (
     ConversationSessionRow,
@@ -33,7 +42,6 @@ from conversations.tables import (
     RateCounterRow,
 )
 from outbox.store import enqueue
-from registry_client.clock import as_utc
 from registry_client.models import AuditEntry
 
 log = logging.getLogger(__name__)
@@ -42,21 +50,25 @@ SESSION_KEEP = timedelta(days=60)  # a session row (language, last report) outli
 RECEIPT_KEEP = timedelta(days=7)
 
 
-@dataclasses.dataclass
-class _Loaded:
-    row_id: int | None
-    state: SessionState
-    updated_at: Any
-    session_key: str | None
-
-
 class ConversationService:
-    def __init__(self, sessions: async_sessionmaker[Any], services: Services, engine: Engine | None = None):
+    def __init__(
+        self,
+        sessions: async_sessionmaker[Any],
+        services: Services,
+        engine: Engine | None = None,
+        *,
+        hot: RedisHotState | None = None,
+        audits: AuditQueue | None = None,
+    ):
         self.sessions, self.services = sessions, services
         self.engine = engine or Engine()
         self.clock = services.clock
         bind = sessions.kw.get("bind")
-        self.dialect = bind.dialect.name if bind is not None else ""
+        assert bind is not None, "the sessionmaker must be bound to the async engine"
+        self.dialect = bind.dialect.name
+        self.store = SqlSessionStore(bind)
+        self.hot = hot
+        self.audits = audits
         # SQLite has one writer: this process's turns queue here instead of in SQLite's busy handler
         # (which sleeps in growing steps and made the latency tail long under load).
         self._sqlite_writes = asyncio.Lock()
@@ -65,31 +77,35 @@ class ConversationService:
     def bindings(self) -> BindingStore:
         return self.services.bindings
 
+    async def aclose(self) -> None:
+        """Shutdown: writes the queued audit lines, closes Redis clients and the SQLite thread."""
+        if self.audits is not None:
+            await self.audits.close()
+        for closable in (self.hot, self.services.counters):
+            close = getattr(closable, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+        await self.store.close()
+
     async def seen(self, dedup_key: str) -> bool:
         """Whether this provider delivery was processed already (adapters skip expensive work)."""
         async with self.sessions() as db:
             return await db.get(InboundReceiptRow, dedup_key) is not None
 
     async def handle(self, inbound: Inbound) -> Turn:
-        async with self.sessions() as db:
-            if inbound.dedup_key is not None:
-                stored = await self._receipt(db, inbound.dedup_key)
-                if stored is not None:
-                    return stored
-            row = await db.scalar(
-                select(ConversationSessionRow).where(
-                    ConversationSessionRow.channel == inbound.channel.value,
-                    ConversationSessionRow.address == inbound.address,
-                )
-            )
-            loaded = _Loaded(
-                row.id if row else None,
-                SessionState.from_json(row.state) if row else SessionState(),
-                as_utc(row.updated_at) if row else None,
-                row.session_key if row else None,
-            )
-            # nearly every turn asks "who may this caller act for": same connection, one query
-            bound = await self.bindings.persons_for_in(db, inbound.channel.value, inbound.address)
+        now = self.clock()
+        channel = inbound.channel.value
+        hot = self.hot if inbound.channel == Channel.USSD and inbound.dedup_key is None else None
+        if hot is not None:
+            loaded, bound = await hot.load(channel, inbound.address, now)
+        else:
+            snap = await self.store.load(channel, inbound.address, now=now, dedup_key=inbound.dedup_key)
+            if snap.receipt is not None:
+                return snap.receipt
+            assert snap.loaded is not None and snap.bound is not None
+            loaded, bound = snap.loaded, snap.bound
+        person_ids = [person_id for person_id, _ in bound]
         if inbound.channel == Channel.USSD:
             texts = self._ussd_inputs(loaded, inbound)
             if texts is None:  # the gateway repeated a request we answered
@@ -100,18 +116,48 @@ class ConversationService:
         else:
             self._expire_idle_flow(loaded)
             texts = [inbound.text]
-        turn, effects, audits = await self._run(loaded.state, inbound, texts, bound)
+        turn, effects, audits = await self._run(loaded.state, inbound, texts, person_ids)
         if inbound.channel == Channel.USSD:
             loaded.state.last_replies, loaded.state.last_end = replies_to_json(turn.replies), turn.end
-        duplicate = await self._persist(loaded, inbound, turn, effects)
-        if duplicate is not None:
-            return duplicate
+        values = self._values(loaded, inbound)
+        durable = bool(effects or turn.outbound or inbound.dedup_key is not None)
+        if durable or hot is None or durable_view(loaded.state) != loaded.durable:
+            if durable or hot is not None:
+                duplicate = await self._persist(loaded, inbound, turn, effects, values)
+                if duplicate is not None:
+                    return duplicate
+                if hot is not None:
+                    await hot.after_durable(
+                        loaded, channel, inbound.address, values, bindings_changed=bool(effects)
+                    )
+            else:  # SQL only, and nothing but the session changed: one light statement
+                await self.store.save_light(loaded, channel, inbound.address, values)
+        else:
+            await hot.save_light(loaded, channel, inbound.address, values)
+        await self._audit(audits)
+        return turn
+
+    def _values(self, loaded: Loaded, inbound: Inbound) -> dict[str, Any]:
+        now = self.clock()
+        return {
+            "state": loaded.state.to_json(),
+            "language": loaded.state.language,
+            "session_key": inbound.session_key,
+            "updated_at": now,
+            "expires_at": now + SESSION_KEEP,
+        }
+
+    async def _audit(self, audits: list[AuditEntry]) -> None:
+        if not audits:
+            return
+        if self.audits is not None:
+            self.audits.put(audits)
+            return
         for entry in audits:
             try:
                 await self.services.registry.audit(entry)
             except Exception:  # the turn is done; a lost audit line is logged, never shown
                 log.exception("audit entry %s for %s not written", entry.action, entry.actor)
-        return turn
 
     # -- steps ------------------------------------------------------------------------------------
     async def _run(
@@ -134,13 +180,13 @@ class ConversationService:
         ctx.turn.outbound = outbound
         return ctx.turn, effects, audits
 
-    def _expire_idle_flow(self, loaded: _Loaded) -> None:
+    def _expire_idle_flow(self, loaded: Loaded) -> None:
         timeout = timedelta(minutes=self.services.config.flow_timeout_minutes)
         if loaded.updated_at is not None and self.clock() - loaded.updated_at > timeout:
             loaded.state.clear_flow()
             loaded.state.resume = None
 
-    def _ussd_inputs(self, loaded: _Loaded, inbound: Inbound) -> list[str] | None:
+    def _ussd_inputs(self, loaded: Loaded, inbound: Inbound) -> list[str] | None:
         """The inputs of this USSD request not yet processed; None for a replayed request.
 
         Africa's Talking sends every input of the session joined by `*`; the processed chain is
@@ -150,7 +196,7 @@ class ConversationService:
         inputs = (
             list(inbound.inputs) if inbound.inputs is not None else ([inbound.text] if inbound.text else [])
         )
-        if loaded.session_key != inbound.session_key or loaded.row_id is None:
+        if loaded.session_key != inbound.session_key or not loaded.exists:
             self._new_ussd_session(loaded)
             state.ussd_chain = inputs
             return inputs or [""]
@@ -161,7 +207,7 @@ class ConversationService:
         state.ussd_chain = inputs
         return new or [""]
 
-    def _new_ussd_session(self, loaded: _Loaded) -> None:
+    def _new_ussd_session(self, loaded: Loaded) -> None:
         state = loaded.state
         window = timedelta(minutes=self.services.config.resume_minutes)
         recent = loaded.updated_at is not None and self.clock() - loaded.updated_at <= window
@@ -181,17 +227,10 @@ class ConversationService:
         return Turn(replies_from_json(receipt.replies), end=receipt.end)
 
     async def _persist(
-        self, loaded: _Loaded, inbound: Inbound, turn: Turn, effects: list[Effect]
+        self, loaded: Loaded, inbound: Inbound, turn: Turn, effects: list[Effect], values: dict[str, Any]
     ) -> Turn | None:
         """Writes the turn; returns the stored Turn when this was a concurrent duplicate delivery."""
-        now = self.clock()
-        values = {
-            "state": loaded.state.to_json(),
-            "language": loaded.state.language,
-            "session_key": inbound.session_key,
-            "updated_at": now,
-            "expires_at": now + SESSION_KEEP,
-        }
+        channel, address = inbound.channel.value, inbound.address
         for attempt in (1, 2):
             try:
                 async with self._write_slot(), self.sessions() as db, db.begin():
@@ -206,11 +245,13 @@ class ConversationService:
                                 key=inbound.dedup_key,
                                 replies=replies_to_json(turn.replies),
                                 end=turn.end,
-                                created_at=now,
+                                created_at=values["updated_at"],
                             )
                         )
                         await db.flush()
-                    await self._write_session(db, loaded, inbound, values)
+                    await db.run_sync(
+                        lambda s: write_session(s.connection(), loaded, channel, address, values)
+                    )
                     for effect in effects:
                         await effect(db)
                     for message in turn.outbound:
@@ -229,27 +270,6 @@ class ConversationService:
 
     def _write_slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
         return self._sqlite_writes if self.dialect == "sqlite" else contextlib.nullcontext()
-
-    async def _write_session(
-        self, db: AsyncSession, loaded: _Loaded, inbound: Inbound, values: dict[str, Any]
-    ) -> None:
-        if loaded.row_id is None:
-            existing = await db.scalar(
-                select(ConversationSessionRow.id).where(
-                    ConversationSessionRow.channel == inbound.channel.value,
-                    ConversationSessionRow.address == inbound.address,
-                )
-            )
-            if existing is None:
-                db.add(
-                    ConversationSessionRow(channel=inbound.channel.value, address=inbound.address, **values)
-                )
-                await db.flush()
-                return
-            loaded.row_id = existing
-        await db.execute(
-            update(ConversationSessionRow).where(ConversationSessionRow.id == loaded.row_id).values(**values)
-        )
 
     # -- housekeeping -------------------------------------------------------------------------------
     async def cleanup(self) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from conversations.audit_queue import AuditQueue
 from conversations.bindings import BindingStore
 from conversations.context import EngineConfig, Services
-from conversations.limits import RateCounters
+from conversations.hot_state import RedisHotState
+from conversations.limits import Counters, RateCounters
 from conversations.notifications import CaseNotifier
 from conversations.otp import CodeGenerator, OtpService, random_code
 from conversations.service import ConversationService
@@ -36,21 +38,42 @@ def build_conversations(
     generate: CodeGenerator = random_code,
 ) -> ConversationService:
     """A ConversationService over `state.db_sessions`, `state.registry` and (when present)
-    `state.certificates`."""
+    `state.certificates`. With REDIS_URL: USSD session state, binding caches and rate counters in
+    Redis (shared by every worker); without it everything stays in SQL."""
     sessions = state.db_sessions
     config = engine_config(settings)
+    counters: Counters = RateCounters(sessions, clock)
+    if settings.redis_url:
+        from conversations.redis_limits import RedisRateCounters
+
+        counters = RedisRateCounters(
+            settings.redis_url, settings.redis_key_prefix, RateCounters(sessions, clock)
+        )
+    bindings = BindingStore(sessions, settings.binding_ttl_days, clock)
     services = Services(
         registry=state.registry,
         otp=OtpService(
-            sessions, config.secret_key.encode(), settings.otp_ttl_seconds, clock=clock, generate=generate
+            sessions,
+            config.secret_key.encode(),
+            settings.otp_ttl_seconds,
+            clock=clock,
+            generate=generate,
+            counters=counters,
         ),
-        bindings=BindingStore(sessions, settings.binding_ttl_days, clock),
-        counters=RateCounters(sessions, clock),
+        bindings=bindings,
+        counters=counters,
         config=config,
         certificates=getattr(state, "certificates", None),
         clock=clock,
     )
-    return ConversationService(sessions, services)
+    service = ConversationService(sessions, services, audits=AuditQueue(state.registry, clock=clock))
+    if settings.redis_url:
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        service.hot = RedisHotState(client, service.store, settings.redis_key_prefix)
+        bindings.on_change = service.hot.bindings_changed
+    return service
 
 
 def wire_conversations(settings: Settings, state: Any, background: Background) -> None:

@@ -18,8 +18,9 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime
 from enum import Enum
 from functools import partial
@@ -273,18 +274,20 @@ class ResilientRegistry:
         if not self.breaker.allow():
             raise RegistryUnavailable("registry circuit open")
         try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self.attempts),
-                wait=wait_exponential(multiplier=0.05, max=0.5),
-                retry=retry_if_exception(_retryable),
-                reraise=True,
-            ):
-                with attempt:
-                    try:
-                        async with asyncio.timeout(self.timeout):
-                            result = await fn()
-                    except TimeoutError as exc:
-                        raise RegistryUnavailable("registry timed out") from exc
+            # One time budget for the call, retries included: a slow registry must not cost a
+            # caller `attempts x timeout` (a USSD gateway drops the hop after ~15 s).
+            async with asyncio.timeout(self.timeout):
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(self.attempts),
+                    wait=wait_exponential(multiplier=0.05, max=0.5),
+                    retry=retry_if_exception(_retryable),
+                    reraise=True,
+                ):
+                    with attempt:
+                        result = await fn()
+        except TimeoutError as exc:
+            self.breaker.failure()
+            raise RegistryUnavailable("registry timed out") from exc
         except RegistryUnavailable:
             self.breaker.failure()
             raise
@@ -389,6 +392,21 @@ class ResilientRegistry:
         except RegistryUnavailable:
             key = f"audit:{entry.at.isoformat() if entry.at else ''}:{entry.actor}:{entry.action}:{id(entry)}"
             await self.pending.put(key[:64], "audit", _to_jsonable(entry))
+
+    async def audit_many(self, entries: Sequence[AuditEntry]) -> None:
+        """Several audit lines in one call when the backend has `audit_many` (else `audit` each);
+        what the backend cannot take now goes to the durable queue, as with `audit`."""
+        stamped = [e if e.at is not None else dataclasses.replace(e, at=self._clock()) for e in entries]
+        many = getattr(self.inner, "audit_many", None)
+        if many is None:
+            for entry in stamped:
+                await self.audit(entry)
+            return
+        try:
+            await self._call(lambda: many(stamped))
+        except RegistryUnavailable:
+            for entry in stamped:  # a random key: entries of one batch may be alike in every field
+                await self.pending.put(f"audit:{uuid.uuid4().hex}", "audit", _to_jsonable(entry))
 
     async def info(self) -> RegistryInfo:
         info = await self.inner.info()

@@ -110,10 +110,17 @@ async def check_and_audit(request: Request, code: object, birth_year: int, via: 
     ip = _client_ip(request)
     verdict = await codes.check(code, birth_year, caller=f"ip:{ip}")
     typed = mask_code(code) if isinstance(code, str) else "-"
-    detail = f"{via} {typed} {birth_year}: {verdict.reason}" + (f" ({verdict.detail})" if verdict.detail else "")
+    detail = f"{via} {typed} {birth_year}: {verdict.reason}" + (
+        f" ({verdict.detail})" if verdict.detail else ""
+    )
     try:
         await request.app.state.registry.audit(
-            AuditEntry(actor=f"web:{ip}", action="certificate.verify_code", person_id=verdict.person_id, detail=detail)
+            AuditEntry(
+                actor=f"web:{ip}",
+                action="certificate.verify_code",
+                person_id=verdict.person_id,
+                detail=detail,
+            )
         )
     except Exception:  # the audit log being slow must not leave a checkpoint without an answer
         log.exception("audit of a certificate-code check failed")
@@ -139,7 +146,9 @@ async def api_verify_code(request: Request) -> JSONResponse:
         try:
             data = json.loads(body)
         except (ValueError, RecursionError):
-            return _refused(f'{BAD_REQUEST}: the body must be JSON: {{"code": "VX7K-3D9Q-MRT4", "birth_year": 1985}}')
+            return _refused(
+                f'{BAD_REQUEST}: the body must be JSON: {{"code": "VX7K-3D9Q-MRT4", "birth_year": 1985}}'
+            )
         if not isinstance(data, dict):
             return _refused(f"{BAD_REQUEST}: the body must be a JSON object")
         code = data.get("code")

@@ -1,5 +1,6 @@
 """The certificate: a link by SMS to the registered phone (SMS, USSD), the QR image itself on
-Telegram; and the short certificate code by SMS (`MA`)."""
+Telegram (with the certificate code in the caption); and the short certificate code by SMS
+(`MA`, or "certificate code" offered on USSD after menu 2 sent the link)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from conversations.ports import CertificateCodePort
 from conversations.text import ddmmyyyy
 from outbox.store import OutboundMessage
 from registry_client.identity import mask_phone
+
+NAME = "certificate"
+OFFER_CODE = "1"
 
 
 async def begin(ctx: Context) -> None:
@@ -43,6 +47,9 @@ async def begin(ctx: Context) -> None:
                 for d in doses
             ),
         )
+        if isinstance(certificates, CertificateCodePort):
+            code = await certificates.code_for(person, doses)
+            caption += "\n" + ctx.t("cert.caption_code", code=code)
         ctx.turn.replies.append(
             Reply(
                 caption, certificate=Certificate(png=issued.png, hc1=issued.hc1, link=link, caption=caption)
@@ -67,8 +74,32 @@ async def begin(ctx: Context) -> None:
         )
     )
     ctx.audit("certificate.link", person.id, f"sms to {mask_phone(phone)}")
+    if ctx.channel == Channel.USSD and isinstance(certificates, CertificateCodePort):
+        ctx.start_flow(NAME, "offer_code")  # no data: a dropped session is not offered for resumption
+        await prompt(ctx, "offer_code")  # the link is on its way; the code too, if wanted
+        return
     ctx.say("cert.sent", phone=mask_phone(phone))
     ctx.finish(end=True)
+
+
+async def prompt(ctx: Context, step: str) -> None:
+    assert ctx.state.person_id is not None
+    phone = (await ctx.person(ctx.state.person_id)).registered_phone
+    ctx.ask(
+        ctx.t("cert.sent", phone=mask_phone(phone) if phone else ""),
+        [(OFFER_CODE, ctx.t("cert.offer_code")), ("0", ctx.t("common.menu"))],
+        back=False,
+    )
+
+
+async def handle(ctx: Context, step: str, text: str) -> None:
+    from conversations.flows import menu
+
+    ctx.state.clear_flow()
+    if text.strip() == OFFER_CODE:
+        await begin_code(ctx)
+    else:
+        await menu.choose(ctx, text)
 
 
 async def begin_code(ctx: Context) -> None:

@@ -17,11 +17,18 @@ from registry_client.models import Person
 NAME = "login"
 NOT_FOUND_LIMIT = 5
 NOT_FOUND_WINDOW = timedelta(minutes=15)
+# Per national ID, whoever asks: guessing someone's date of birth from many phones stays slow.
+ID_MISS_LIMIT = 10
+ID_MISS_WINDOW = timedelta(hours=1)
 RESEND = "1"
 
 
 def _not_found_key(ctx: Context) -> str:
     return f"notfound:{ctx.channel.value}:{ctx.address}"
+
+
+def _id_miss_key(national_id: str) -> str:
+    return f"notfound-id:{national_id}"
 
 
 async def begin(ctx: Context, then: str | None) -> None:
@@ -109,7 +116,10 @@ def _count_not_found(ctx: Context, count: int) -> None:
 
 
 async def _lookup(ctx: Context, national_id: str, born: date) -> None:
-    count, blocked = await ctx.services.counters.read(_not_found_key(ctx), NOT_FOUND_WINDOW)
+    counters = ctx.services.counters
+    count, blocked = await counters.read(_not_found_key(ctx), NOT_FOUND_WINDOW)
+    if not blocked:  # this ID had too many wrong dates of birth lately, from any caller
+        blocked = (await counters.read(_id_miss_key(national_id), ID_MISS_WINDOW))[1]
     if blocked:
         ctx.say("login.not_found_limited", minutes=max(1, -(-blocked // 60)))
         ctx.finish()
@@ -118,6 +128,11 @@ async def _lookup(ctx: Context, national_id: str, born: date) -> None:
         person = await ctx.registry.find_person(national_id, born)
     except RecordNotFound:
         _count_not_found(ctx, count)
+        ctx.effect(
+            counters.hit(
+                _id_miss_key(national_id), limit=ID_MISS_LIMIT, window=ID_MISS_WINDOW, block=ID_MISS_WINDOW
+            )
+        )
         if count + 1 >= NOT_FOUND_LIMIT:
             ctx.say("login.not_found_limited", minutes=int(NOT_FOUND_WINDOW.total_seconds() // 60))
             ctx.finish()

@@ -27,6 +27,7 @@ class FlowModule(Protocol):
 
 
 FLOWS: dict[str, FlowModule] = {
+    "certificate": certificate,
     "login": login,
     "pick": pick,
     "report": report,

@@ -198,13 +198,15 @@ class BatchWriter:
             ],
             now,
         )
-        added: dict[int, list[int]] = defaultdict(list)
-        for p, r, _site in plan.new_doses:
-            if (p.id, r.dose_number) in inserted:
-                added[p.id].append(r.dose_number)
-            else:
-                rejected.append((r.line, r.fields, [R_RACE]))
-        summary.doses_added += sum(len(v) for v in added.values())
+        added = plan.new_doses
+        if len(inserted) < len(added):  # another writer got in first: those rows are not ours
+            added = [d for d in plan.new_doses if (d[0].id, d[1].dose_number) in inserted]
+            rejected.extend(
+                (r.line, r.fields, [R_RACE])
+                for p, r, _ in plan.new_doses
+                if (p.id, r.dose_number) not in inserted
+            )
+        summary.doses_added += len(added)
         summary.unchanged += plan.unchanged
         if plan.new_contacts:
             store.insert_contacts([(p.id, phone) for p, phone in plan.new_contacts], now)
@@ -212,11 +214,18 @@ class BatchWriter:
         if added:
             self._close_cases(plan, added, now)
 
-    def _close_cases(self, plan: _Plan, added: dict[int, list[int]], now: datetime) -> None:
-        persons = {p.id: p for p in plan.persons.values() if p.id in added}
-        national_ids = sorted({p.national_id for p in persons.values()})
+    def _close_cases(
+        self, plan: _Plan, new_doses: list[tuple[_Person, ImportRow, str]], now: datetime
+    ) -> None:
+        persons = {p.id: p for p, _row, _site in new_doses}
         stored_before = sorted(pid for pid, p in persons.items() if not p.is_new)  # only they can have cases
-        for case in self.store.open_cases(stored_before, national_ids):
+        cases = self.store.open_cases(stored_before, sorted({p.national_id for p in persons.values()}))
+        if not cases:
+            return
+        added: dict[int, list[int]] = defaultdict(list)
+        for p, row, _site in new_doses:
+            added[p.id].append(row.dose_number)
+        for case in cases:
             person_id = case.person_id
             if person_id is None:
                 claimed = (case.claimed_national_id or "", case.claimed_date_of_birth)

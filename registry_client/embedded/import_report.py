@@ -116,6 +116,10 @@ class ImportSummary:
         return "\n".join(out)
 
 
+class RejectedFileError(Exception):
+    """The rejected rows cannot be written beside the input."""
+
+
 class RejectedFile:
     """`<input>.rejected.csv`: the original columns of each rejected row, then `line` and `reason`.
 
@@ -133,12 +137,19 @@ class RejectedFile:
         self._csv: Any = None
 
     def write(self, line: int, fields: list[str], reason: str) -> None:
-        if self._file is None:
-            self._file = open(self.path, "w", encoding=self._encoding, errors="surrogateescape", newline="")
-            self._csv = csv.writer(self._file, delimiter=self._delimiter)
-            self._csv.writerow(self._header)
-        original = [fields[i] if i < len(fields) else "" for i in self._keep]
-        self._csv.writerow([*original, line, reason])
+        try:
+            if self._file is None:
+                self._file = open(
+                    self.path, "w", encoding=self._encoding, errors="surrogateescape", newline=""
+                )
+                self._csv = csv.writer(self._file, delimiter=self._delimiter)
+                self._csv.writerow(self._header)
+            original = [fields[i] if i < len(fields) else "" for i in self._keep]
+            self._csv.writerow([*original, line, reason])
+        except OSError as exc:
+            raise RejectedFileError(
+                f"cannot write the rejected rows to {self.path}: {exc.strerror or exc}"
+            ) from exc
 
     def close(self, any_rejected: bool) -> Path | None:
         if self._file is not None:

@@ -195,6 +195,7 @@ class RowValidator:
         self._products: dict[str, str | None] = {}
         self._dates: dict[str, date | None] = {}  # the same dates recur on thousands of rows
         self._site_names: dict[str, str] = {}
+        self._names: dict[str, str] = {}  # full names recur too (family, middle and given names are few)
 
     def _product(self, text: str) -> str | None:
         try:
@@ -224,6 +225,15 @@ class RowValidator:
                 self._site_names[text] = cleaned
             return cleaned
 
+    def _name(self, text: str) -> str:
+        try:
+            return self._names[text]
+        except KeyError:
+            cleaned = _clean_text(text)
+            if len(self._names) < CACHE_LIMIT:
+                self._names[text] = cleaned
+            return cleaned
+
     def validate(self, record: RawRecord) -> ImportRow | list[str]:
         fields = record.fields
         if record.error is not None:
@@ -244,7 +254,7 @@ class RowValidator:
                 national_id = None
         if national_id is None:
             errors.append(R_NATIONAL_ID)
-        full_name = _clean_text(fields[i_name])
+        full_name = self._name(fields[i_name])
         if not full_name:
             errors.append(R_NAME)
         elif len(full_name) > MAX_NAME:

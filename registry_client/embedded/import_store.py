@@ -16,6 +16,7 @@ from typing import Any, cast
 import psycopg
 from sqlalchemy import Connection, Integer, String, Table, any_, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeEngine
 
@@ -38,6 +39,9 @@ SITES = cast(Table, SiteRow.__table__)
 CASES = cast(Table, CaseRow.__table__)
 EVENTS = cast(Table, CaseEventRow.__table__)
 AUDIT = cast(Table, AuditRow.__table__)
+
+# What a failing database raises here: SQLAlchemy's errors, and psycopg's own from the COPY path.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, psycopg.Error)
 
 PersonKey = tuple[str, date]  # national ID, date of birth
 NewPersonValues = tuple[str, date, str, str]  # national ID, date of birth, full name, sex

@@ -24,9 +24,15 @@ from db.base import make_sync_engine
 from db.migrate import migrate
 from registry_client.clock import Clock, utc_now
 from registry_client.embedded.import_batch import BatchWriter, Rejection, SiteCache
-from registry_client.embedded.import_report import ImportSummary, Progress, RejectedFile, rejected_path
+from registry_client.embedded.import_report import (
+    ImportSummary,
+    Progress,
+    RejectedFile,
+    RejectedFileError,
+    rejected_path,
+)
 from registry_client.embedded.import_rows import CsvSource, ImportFileError, ImportRow, RowValidator
-from registry_client.embedded.import_store import import_store
+from registry_client.embedded.import_store import DATABASE_ERRORS, import_store
 
 VIET_NAM = timezone(timedelta(hours=7))  # no daylight saving time
 BATCH_ROWS = 10_000  # rows read per batch, shared out among the writers
@@ -37,8 +43,15 @@ class ImportStopped(Exception):
     """The database failed part-way; batches before `line` are committed."""
 
     def __init__(self, line: int, cause: BaseException) -> None:
-        super().__init__(f"stopped at line {line}: {type(cause).__name__}: {cause}")
+        super().__init__(f"stopped at line {line}: {brief_error(cause)}")
         self.line = line
+
+
+def brief_error(exc: BaseException) -> str:
+    """The first line of a database error: the driver's message, without SQL or parameters (IDs)."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}"
 
 
 @dataclass
@@ -103,7 +116,7 @@ class _Writer(threading.Thread):
                             rejected = writer.apply(batch.rows, self._clock())
                         writer.committed()
                     self._sink.hand_in(batch.seq, rejected)
-        except SQLAlchemyError as exc:
+        except DATABASE_ERRORS as exc:
             self.error = ImportStopped(line, exc)
         except BaseException as exc:  # handed to the reading thread, which raises it
             self.error = exc
@@ -212,7 +225,7 @@ def _read(
             bad.append((record.line, record.fields, result))
         if count >= batch_rows and not send():
             return
-        if progress is not None:
+        if progress is not None and not summary.rows_read & 1023:
             progress.update(summary.rows_read)
     if count:
         send()
@@ -238,7 +251,7 @@ def run_import_cli(settings: Any, path: str) -> int:
     try:
         migrate(settings.database_url)
     except (SQLAlchemyError, OSError) as exc:
-        print(f"Cannot prepare the database: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"Cannot prepare the database: {brief_error(exc)}", file=sys.stderr)
         return 3
     engine = make_sync_engine(settings.database_url)
     try:
@@ -246,6 +259,16 @@ def run_import_cli(settings: Any, path: str) -> int:
     except ImportFileError as exc:
         print(f"Cannot import {path}: {exc}.", file=sys.stderr)
         return 2
+    except RejectedFileError as exc:
+        print(
+            f"The import of {path} stopped: {exc}.\nBatches already written stay imported; "
+            "run the same command again once the rejected rows can be written.",
+            file=sys.stderr,
+        )
+        return 3
+    except DATABASE_ERRORS as exc:
+        print(f"The import of {path} failed: {brief_error(exc)}", file=sys.stderr)
+        return 3
     except OSError as exc:
         print(f"Cannot read {path}: {exc.strerror or exc}.", file=sys.stderr)
         return 2

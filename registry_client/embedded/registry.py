@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -543,6 +543,26 @@ class EmbeddedRegistry:
                     detail=entry.detail,
                 )
             )
+
+        await self._run(op)
+
+    async def audit_many(self, entries: Sequence[AuditEntry]) -> None:
+        """Several audit lines in one transaction (the conversation engine's batched audit queue)."""
+        now = self._clock()
+        rows = [
+            {
+                "at": e.at or now,
+                "actor": e.actor,
+                "action": e.action,
+                "person_id": e.person_id,
+                "detail": e.detail,
+            }
+            for e in entries
+        ]
+
+        async def op(session: AsyncSession) -> None:
+            if rows:
+                await session.execute(insert(AuditRow), rows)
 
         await self._run(op)
 

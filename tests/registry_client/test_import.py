@@ -439,3 +439,67 @@ async def test_unreachable_database_is_an_error(
     code, out, err = run_cli(payload("cases.csv", tmp_path), capsys)
     assert code not in (0, None)
     assert "Cannot prepare the database" in err and out == ""
+
+
+FAILING_TRIGGER = {
+    "sqlite": [
+        "CREATE TRIGGER import_test_fail BEFORE INSERT ON doses WHEN NEW.lot = 'FK5127'"
+        " BEGIN SELECT RAISE(ABORT, 'simulated outage'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION import_test_fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF NEW.lot = 'FK5127' THEN RAISE EXCEPTION 'simulated outage'; END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER import_test_fail BEFORE INSERT ON doses FOR EACH ROW EXECUTE FUNCTION import_test_fail()",
+    ],
+}
+DROP_TRIGGER = {
+    "sqlite": ["DROP TRIGGER IF EXISTS import_test_fail"],
+    "postgresql": [
+        "DROP TRIGGER IF EXISTS import_test_fail ON doses",
+        "DROP FUNCTION IF EXISTS import_test_fail()",
+    ],
+}
+
+
+async def test_a_database_failure_stops_the_import_and_a_rerun_finishes_it(
+    db_url: str, registry: EmbeddedRegistry, tmp_path: Path
+) -> None:
+    from sqlalchemy import text
+
+    from registry_client.embedded.importer import ImportStopped
+
+    source = payload("mixed.csv", tmp_path)
+    engine = make_sync_engine(db_url)
+    dialect = engine.dialect.name
+    try:
+        with engine.begin() as conn:
+            for statement in FAILING_TRIGGER[dialect]:
+                conn.execute(text(statement))
+        try:
+            # lines 2-4, 5-7 are written; the batch of line 6 (lot FK5127, Hoa's first dose) fails
+            with pytest.raises(ImportStopped) as stopped:
+                import_file(engine, source, batch_rows=3, writers=1)
+        finally:
+            with engine.begin() as conn:
+                for statement in DROP_TRIGGER[dialect]:
+                    conn.execute(text(statement))
+        assert stopped.value.line == 5 and "simulated outage" in str(stopped.value)
+        an = await registry.find_person("001085012345", date(1985, 3, 14))
+        assert [d.dose_number for d in await registry.list_doses(an.id)] == [1, 2]
+        with pytest.raises(RecordNotFound):
+            await registry.find_person("025123456", date(1972, 6, 1))
+
+        summary = import_file(engine, source, batch_rows=3, writers=1)
+    finally:
+        engine.dispose()
+    assert (summary.persons_created, summary.doses_added, summary.unchanged) == (1, 3, 3)
+    await check_mixed_landed(registry)
+
+
+async def test_rejected_rows_that_cannot_be_written_stop_the_import(
+    cli_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "mixed.rejected.csv").mkdir()  # in the way of the rejected file
+    code, _out, err = run_cli(payload("mixed.csv", tmp_path), capsys)
+    assert code == 3
+    assert "cannot write the rejected rows to" in err and "run the same command again" in err

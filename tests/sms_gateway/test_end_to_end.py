@@ -112,7 +112,9 @@ def test_login_status_certificate_report_over_the_real_service(
 
         # the certificate link, by SMS to the registered phone; the page opens
         assert phone.send("0").startswith("CON Tiem chung")
-        assert phone.send("2") == "END Link chung nhan da gui qua SMS toi 09******67."
+        assert phone.send("2") == (  # then offers the certificate code (issue 9)
+            "CON Link chung nhan da gui qua SMS toi 09******67.\n1 Nhan ma chung nhan qua SMS\n0 Menu chinh"
+        )
         sms = twilio.wait_for(to=AN_PHONE, contains="chung nhan tiem chung", timeout=10)
         link = re.search(r"(http://\S+/c/\S+)", sms.body)
         assert link is not None

@@ -1,0 +1,188 @@
+"""Hot session state in Redis (REDIS_URL set), shared by every worker process.
+
+USSD sends one HTTP request per keypress; most of them only move the caller through menus. With
+Redis configured, such a turn reads the session and the caller's bindings with one MGET and
+writes the session back with one SET: no SQL at all. SQL keeps the durable copy: a turn that
+changes a durable field (language, chosen person, last report, pending code), applies effects
+or sends messages is written to SQL in one transaction first (outbox rows together with the state
+change), then here. The SQL copy is also refreshed at least every `durable_every`.
+
+Bindings are cached with a generation counter: every change to a caller's bindings increments
+`bindgen` after its commit, and a cached list is used only while it carries the current
+generation, so no worker acts on a binding another worker has removed.
+
+Any Redis error falls back to SQL for that turn.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from conversations.session_store import Loaded, SqlSessionStore, durable_view
+from conversations.state import SessionState
+
+log = logging.getLogger(__name__)
+
+RedisErrors = (RedisError, OSError)
+Bound = list[tuple[str, datetime]]
+
+
+class RedisHotState:
+    def __init__(
+        self,
+        redis: Redis,
+        sql: SqlSessionStore,
+        prefix: str,
+        *,
+        ttl_seconds: int = 7200,
+        bindings_ttl_seconds: int = 600,
+        durable_every: timedelta = timedelta(hours=1),
+    ) -> None:
+        self.redis, self.sql, self.prefix = redis, sql, prefix
+        self.ttl, self.bindings_ttl, self.durable_every = ttl_seconds, bindings_ttl_seconds, durable_every
+
+    def _keys(self, channel: str, address: str) -> tuple[str, str, str]:
+        tail = f"{channel}:{address}"
+        return f"{self.prefix}:conv:{tail}", f"{self.prefix}:bind:{tail}", f"{self.prefix}:bindgen:{tail}"
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    # -- reading --------------------------------------------------------------------------------
+    async def load(self, channel: str, address: str, now: datetime) -> tuple[Loaded, Bound]:
+        state_key, bind_key, gen_key = self._keys(channel, address)
+        try:
+            raw_state, raw_bound, raw_gen = await self.redis.mget(state_key, bind_key, gen_key)
+        except RedisErrors as exc:
+            log.warning("redis unavailable (%s): session read from SQL", type(exc).__name__)
+            snap = await self.sql.load(channel, address, now=now)
+            assert snap.loaded is not None and snap.bound is not None
+            return snap.loaded, snap.bound
+        generation = _text(raw_gen) or "0"
+        loaded = _decode_state(raw_state)
+        bound = _decode_bound(raw_bound, generation)
+        if loaded is None or bound is None:
+            snap = await self.sql.load(
+                channel, address, now=now, session=loaded is None, bindings=bound is None
+            )
+            if loaded is None:
+                assert snap.loaded is not None
+                loaded = snap.loaded
+            if bound is None:
+                assert snap.bound is not None
+                bound = snap.bound
+                payload = {"g": generation, "p": [[p, e.timestamp()] for p, e in bound]}
+                try:  # tagged with the generation read BEFORE the SQL read: a concurrent change wins
+                    await self.redis.set(bind_key, json.dumps(payload), ex=self.bindings_ttl)
+                except RedisErrors:
+                    pass
+        return loaded, [(p, e) for p, e in bound if e > now]
+
+    # -- writing --------------------------------------------------------------------------------
+    async def save_light(self, loaded: Loaded, channel: str, address: str, values: dict[str, Any]) -> None:
+        """A turn that changed nothing durable: Redis only (and SQL when its copy is old)."""
+        now: datetime = values["updated_at"]
+        stale_copy = loaded.row_id is not None and (
+            loaded.durable_at is None or now - loaded.durable_at >= self.durable_every
+        )
+        if stale_copy:
+            await self.sql.save_light(loaded, channel, address, values)
+            loaded.durable_at = now
+        try:
+            await self.redis.set(self._keys(channel, address)[0], _encode(loaded, values), ex=self.ttl)
+        except RedisErrors as exc:
+            log.warning("redis unavailable (%s): session written to SQL", type(exc).__name__)
+            if not stale_copy:
+                await self.sql.save_light(loaded, channel, address, values)
+
+    async def after_durable(
+        self, loaded: Loaded, channel: str, address: str, values: dict[str, Any], *, bindings_changed: bool
+    ) -> None:
+        """After the SQL commit of a durable turn: the hot copy follows (and bindings are renewed)."""
+        loaded.durable, loaded.durable_at = durable_view(loaded.state), values["updated_at"]
+        state_key, _, gen_key = self._keys(channel, address)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.set(state_key, _encode(loaded, values), ex=self.ttl)
+                if bindings_changed:
+                    pipe.incr(gen_key)
+                    pipe.expire(gen_key, self.bindings_ttl * 2)
+                await pipe.execute()
+        except RedisErrors as exc:
+            log.warning(
+                "redis unavailable (%s) after a durable turn; dropping the hot copy", type(exc).__name__
+            )
+            await self._forget(state_key, gen_key if bindings_changed else None)
+
+    async def bindings_changed(self, channel: str, address: str) -> None:
+        """Called after a commit that changed this identity's bindings outside a turn."""
+        _, _, gen_key = self._keys(channel, address)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.incr(gen_key)
+                pipe.expire(gen_key, self.bindings_ttl * 2)
+                await pipe.execute()
+        except RedisErrors as exc:
+            log.warning("redis unavailable (%s): binding change not announced", type(exc).__name__)
+
+    async def _forget(self, state_key: str, gen_key: str | None) -> None:
+        try:
+            await self.redis.delete(state_key)
+            if gen_key is not None:
+                await self.redis.incr(gen_key)
+        except RedisErrors:
+            log.error("redis unavailable: hot copy %s may be stale until it expires", state_key.split(":")[1])
+
+
+def _encode(loaded: Loaded, values: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "r": loaded.row_id,
+            "k": values["session_key"],
+            "u": values["updated_at"].isoformat(),
+            "s": values["state"],
+            "d": loaded.durable,
+            "da": loaded.durable_at.isoformat() if loaded.durable_at else None,
+        },
+        separators=(",", ":"),
+    )
+
+
+def _decode_state(raw: bytes | str | None) -> Loaded | None:
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+        return Loaded(
+            data["r"],
+            SessionState.from_json(data["s"]),
+            datetime.fromisoformat(data["u"]),
+            data["k"],
+            data["d"],
+            datetime.fromisoformat(data["da"]) if data.get("da") else None,
+        )
+    except (ValueError, KeyError, TypeError):
+        log.warning("unreadable hot session state ignored")
+        return None
+
+
+def _decode_bound(raw: bytes | str | None, generation: str) -> Bound | None:
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+        if data.get("g") != generation:
+            return None
+        return [(str(p), datetime.fromtimestamp(float(e), tz=UTC)) for p, e in data["p"]]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _text(raw: bytes | str | None) -> str | None:
+    return raw.decode() if isinstance(raw, bytes) else raw

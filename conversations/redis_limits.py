@@ -1,0 +1,113 @@
+"""Rate counters in Redis through the `limits` library (REDIS_URL set): the same interface as the
+SQL `RateCounters`, atomic across every worker (limits' INCR+EXPIRE script).
+
+A counter is a fixed window that starts with its first event (limits' Redis fixed window); a
+block is a second key `…:block` holding one event for the block's duration. When Redis fails,
+each call falls back to the SQL counters, so a Redis outage never stops logins.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from datetime import timedelta
+from typing import Any
+
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import FixedWindowRateLimiter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conversations.effects import Effect
+from conversations.limits import Hit, RateCounters
+
+log = logging.getLogger(__name__)
+
+
+class _Window(RateLimitItemPerSecond):
+    """A limits item whose storage key is the counter's name only: reading a counter (`read`)
+    then needs neither its limit nor its window."""
+
+    def __init__(self, amount: int, seconds: float) -> None:
+        super().__init__(amount, max(1, math.ceil(seconds)), namespace="vax")
+
+    def key_for(self, *identifiers: bytes | str | int | float) -> str:
+        return "/".join([self.namespace, *(str(i) for i in identifiers)])
+
+
+def storage_uri(redis_url: str) -> str:
+    """`redis://…` → `async+redis://…` (the limits scheme for asyncio storage)."""
+    return redis_url if redis_url.startswith("async+") else f"async+{redis_url}"
+
+
+class RedisRateCounters:
+    def __init__(self, redis_url: str, prefix: str, fallback: RateCounters) -> None:
+        self.storage = RedisStorage(
+            storage_uri(redis_url), implementation="redispy", key_prefix=f"{prefix}:limits"
+        )
+        self.limiter = FixedWindowRateLimiter(self.storage)
+        self.fallback = fallback
+
+    async def close(self) -> None:
+        with_close: Any = getattr(self.storage, "close", None)
+        if with_close is not None:
+            await with_close()
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        log.warning("redis rate counters unavailable (%s) for %s: using SQL", type(exc).__name__, what)
+
+    async def _blocked(self, key: str) -> int:
+        item = _Window(1, 1)
+        stats = await self.limiter.get_window_stats(item, f"{key}:block")
+        return 0 if stats.remaining else max(1, math.ceil(stats.reset_time - time.time()))
+
+    async def read(self, key: str, window: timedelta) -> tuple[int, int]:
+        """(events in the current window, seconds the key stays blocked)."""
+        try:
+            count = await self.storage.get(_Window(1, window.total_seconds()).key_for(key))
+            return count, await self._blocked(key)
+        except Exception as exc:  # noqa: BLE001 - any storage failure: SQL answers
+            self._failed("read", exc)
+            return await self.fallback.read(key, window)
+
+    def hit(self, key: str, *, limit: int, window: timedelta, block: timedelta) -> Effect:
+        async def apply(db: AsyncSession) -> None:
+            await self.hit_now(key, limit=limit, window=window, block=block)
+
+        return apply
+
+    async def hit_now(self, key: str, *, limit: int, window: timedelta, block: timedelta) -> Hit:
+        try:
+            blocked = await self._blocked(key)
+            if blocked:
+                return Hit(0, blocked, True)
+            item = _Window(limit, window.total_seconds())
+            count = await self.storage.incr(item.key_for(key), item.get_expiry())
+            if count < limit:
+                return Hit(count, 0, False)
+            await self.limiter.hit(_Window(1, block.total_seconds()), f"{key}:block")
+            await self.storage.clear(item.key_for(key))
+            return Hit(count, math.ceil(block.total_seconds()), False)
+        except Exception as exc:  # noqa: BLE001
+            self._failed("hit", exc)
+            return await self.fallback.hit_now(key, limit=limit, window=window, block=block)
+
+    def reset(self, key: str) -> Effect:
+        async def apply(db: AsyncSession) -> None:
+            try:
+                await self.storage.clear(_Window(1, 1).key_for(key))
+                await self.storage.clear(_Window(1, 1).key_for(f"{key}:block"))
+            except Exception as exc:  # noqa: BLE001
+                self._failed("reset", exc)
+            await self.fallback.reset(key)(db)
+
+        return apply
+
+    async def take(self, key: str, *, limit: int, window: timedelta) -> bool | None:
+        """Reserves one of `limit` events in `window` (False: none left)."""
+        try:
+            return await self.limiter.hit(_Window(limit, window.total_seconds()), key)
+        except Exception as exc:  # noqa: BLE001
+            self._failed("take", exc)
+            return None
