@@ -7,6 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,7 +18,7 @@ class Settings(BaseSettings):
     port: int = 8000
     database_url: str = "sqlite:///./var/vaxchannel.db"
     data_dir: Path = Path("./var")
-    public_base_url: str = "http://127.0.0.1:8000"
+    public_base_url: str = ""  # unset: http://HOST:PORT (http://127.0.0.1:8000 by default)
     secret_key: str | None = None
 
     registry_backend: Literal["embedded", "fhir"] = "embedded"
@@ -53,6 +54,14 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = 1.0
     escalation_interval_seconds: float = 300.0
     run_workers: bool = True
+
+    @model_validator(mode="after")
+    def _default_public_base_url(self) -> Settings:
+        if not self.public_base_url:
+            host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+            self.public_base_url = f"http://{host}:{self.port}"
+        self.public_base_url = self.public_base_url.rstrip("/")
+        return self
 
     @property
     def twilio_enabled(self) -> bool:

@@ -56,6 +56,7 @@ def configure_logging(level: int = logging.INFO, json_lines: bool = True) -> Non
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     for name in ("uvicorn.access", "uvicorn.error", "httpx"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
