@@ -21,6 +21,7 @@ def run() -> None:
             connection=connection,
             render_as_batch=True,
             target_metadata=config.attributes.get("target_metadata"),
+            include_object=include_object,
         )
         with context.begin_transaction():
             context.run_migrations()
@@ -28,7 +29,10 @@ def run() -> None:
     engine = make_sync_engine(config.get_main_option("sqlalchemy.url") or "")
     with engine.begin() as conn:
         context.configure(
-            conn, render_as_batch=True, target_metadata=config.attributes.get("target_metadata")
+            conn,
+            render_as_batch=True,
+            target_metadata=config.attributes.get("target_metadata"),
+            include_object=include_object,
         )
         with context.begin_transaction():
             context.run_migrations()
