@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -76,6 +77,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         setup_console(state)
         # -- observability (web/observability.py): metric hooks on the wired objects -------
         observability.instrument(state)
+
+        # Everything built so far lives as long as the process: move it out of the collector's
+        # sight. Full collections re-scanned it and paused every request for ~100 ms under load.
+        gc.collect()
+        gc.freeze()
 
         tasks: list[asyncio.Task[None]] = []
         if settings.run_workers:

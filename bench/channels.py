@@ -2,6 +2,9 @@
 
     /work/venv/bin/python bench/channels.py [--callers 20] [--sessions 6] [--only sqlite-1,...]
 
+Configurations: `sqlite-N`, `postgres-N` (N uvicorn workers), and `pgredis-N`: PostgreSQL with
+REDIS_URL set (USSD session state, binding caches and rate counters in Redis).
+
 Each simulated caller is one demo citizen on their own registered phone. It logs in over USSD
 (dial → 1 → national ID → date of birth → the one-time code, which arrives by SMS at the local
 Twilio stand-in through the real outbox worker → the doses), then runs `--sessions` more USSD
@@ -22,39 +25,35 @@ import asyncio
 import os
 import re
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from db.base import make_async_engine  # noqa: E402
-from db.migrate import migrate  # noqa: E402
-from registry_client.embedded.demo import ordinary_people  # noqa: E402
+from bench.service import (  # noqa: E402
+    REDIS_URL,
+    Result,
+    distinct_phone_people,
+    free_port,
+    pg_copy,
+    pg_drop,
+    pg_template,
+    redis_flush,
+    service_command,
+    sqlite_template,
+    start_bare,
+    start_server,
+    stop_server,
+)
+from bench.service import UssdSession as Session  # noqa: E402
 from tests.fakes.twilio_api import TwilioStandIn  # noqa: E402
-
-PG_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
-BARE_APP = """
-from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse
-
-app = FastAPI()
-SCREEN = ("CON Tiem chung COVID-19\\n1 Mui da tiem\\n2 Link chung nhan\\n3 Bao thieu/sai mui\\n"
-          "4 Xem phan anh\\n5 Ngon ngu/Language\\n6 Kiem tra ma chung nhan\\n0 Tong dai")
-
-@app.post("/ussd")
-async def ussd() -> PlainTextResponse:
-    return PlainTextResponse(SCREEN)
-"""
 
 
 @dataclass
@@ -64,155 +63,11 @@ class Caller:
     dob: str  # DDMMYYYY
 
 
-@dataclass
-class Result:
-    name: str
-    latencies: list[float] = field(default_factory=list)
-    wall: float = 0.0
-    errors: int = 0
-
-    @property
-    def rps(self) -> float:
-        return len(self.latencies) / self.wall if self.wall else 0.0
-
-    def pct(self, p: float) -> float:
-        if not self.latencies:
-            return 0.0
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def callers(count: int) -> list[Caller]:
-    seen: set[str] = set()
-    chosen = []
-    for person in ordinary_people(300):
-        if person.phone in seen:
-            continue
-        seen.add(person.phone)
-        chosen.append(Caller(person.phone, person.national_id, person.date_of_birth.strftime("%d%m%Y")))
-        if len(chosen) == count:
-            break
-    return chosen
-
-
-# -- databases ------------------------------------------------------------------------------------
-async def _load_demo(url: str) -> None:
-    from registry_client.embedded.demo import load_demo
-    from registry_client.embedded.registry import EmbeddedRegistry
-
-    engine = make_async_engine(url)
-    await load_demo(EmbeddedRegistry(engine), ordinary=300)
-    await engine.dispose()
-
-
-def sqlite_template(folder: Path) -> Path:
-    path = folder / "template.db"
-    url = f"sqlite:///{path}"
-    migrate(url)
-    asyncio.run(_load_demo(url))
-    return path
-
-
-def pg_template() -> str:
-    import psycopg
-
-    name = f"vaxbench_tpl_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
-    migrate(url)
-    asyncio.run(_load_demo(url))
-    return name
-
-
-def pg_copy(template: str) -> tuple[str, str]:
-    import psycopg
-
-    name = f"vaxbench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    return name, PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
-
-
-def pg_drop(name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-# -- servers ----------------------------------------------------------------------------------------
-def start_server(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", *args, "--host", "127.0.0.1", "--port", str(port),
-         "--no-access-log", "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    import urllib.request
-
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(
-                f"server did not start: {process.stderr.read().decode()[-2000:] if process.stderr else ''}"
-            )
-        try:
-            urllib.request.urlopen(
-                urllib.request.Request(f"http://127.0.0.1:{port}/ussd", data=b"x=1", method="POST"), timeout=1
-            )
-            return process
-        except urllib.error.HTTPError:
-            return process  # it answers (400 for a bad form)
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("server did not start in time")
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-# -- load -------------------------------------------------------------------------------------------
-class Session:
-    def __init__(self, http: aiohttp.ClientSession, url: str, phone: str, result: Result) -> None:
-        self.http, self.url, self.phone, self.result = http, url, phone, result
-        self.id, self.inputs = "", []  # type: tuple[str, list[str]]
-
-    async def post(self) -> str:
-        form = {
-            "sessionId": self.id,
-            "serviceCode": "*384*2021#",
-            "phoneNumber": self.phone,
-            "networkCode": "45204",
-            "text": "*".join(self.inputs),
-        }
-        started = time.perf_counter()
-        async with self.http.post(self.url, data=form) as response:
-            body = await response.text()
-            ok = response.status == 200
-        self.result.latencies.append(time.perf_counter() - started)
-        if not ok or not body.startswith(("CON ", "END ")):
-            self.result.errors += 1
-        return body
-
-    async def dial(self) -> str:
-        self.id, self.inputs = f"ATUid_{uuid.uuid4().hex[:20]}", []
-        return await self.post()
-
-    async def send(self, text: str) -> str:
-        self.inputs.append(text)
-        return await self.post()
+    return [
+        Caller(p.phone, p.national_id, p.date_of_birth.strftime("%d%m%Y"))
+        for p in distinct_phone_people(count)
+    ]
 
 
 async def run_caller(
@@ -275,6 +130,7 @@ def bench_service(
     else:
         assert pg_tpl is not None
         pg_name, url = pg_copy(pg_tpl)
+    prefix = f"vaxbench{uuid.uuid4().hex[:8]}"
     with TwilioStandIn() as twilio:
         env = {
             **os.environ,
@@ -289,7 +145,10 @@ def bench_service(
             "OUTBOX_POLL_SECONDS": "0.1",
         }
         env.pop("TELEGRAM_BOT_TOKEN", None)
-        server = start_server(["app:app_from_environment", "--factory", "--workers", str(workers)], env, port)
+        env.pop("REDIS_URL", None)
+        if db == "pgredis":
+            env.update(REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=prefix)
+        server = start_server(service_command(workers), env, port)
         try:
             result = asyncio.run(
                 load(f"http://127.0.0.1:{port}/ussd", people, sessions, f"service {db} x{workers}", twilio)
@@ -298,14 +157,13 @@ def bench_service(
             stop_server(server)
             if pg_name:
                 pg_drop(pg_name)
+            if db == "pgredis":
+                redis_flush(REDIS_URL, prefix)
     return result
 
 
 def bench_bare(workers: int, people: list[Caller], sessions: int, tmp: Path) -> Result:
-    (tmp / "bare_ussd.py").write_text(BARE_APP)
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(tmp)}
-    server = start_server(["bare_ussd:app", "--workers", str(workers), "--app-dir", str(tmp)], env, port)
+    server, port = start_bare(workers, tmp)
     try:
         return asyncio.run(load(f"http://127.0.0.1:{port}/ussd", people, sessions, f"bare x{workers}", None))
     finally:
@@ -330,18 +188,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         sqlite_tpl = sqlite_template(tmp)
-        pg_tpl = pg_template() if any(db == "postgres" for db, _ in wanted) else None
+        pg_tpl = pg_template() if any(db in ("postgres", "pgredis") for db, _ in wanted) else None
         try:
-            bare: dict[int, Result] = {}
             rows: list[tuple[Result, Result]] = []
             for db, workers_text in wanted:
                 workers = int(workers_text)
-                if workers not in bare:
-                    bare[workers] = bench_bare(workers, people, args.sessions, tmp)
-                    report(bare[workers], None)
+                # the ceiling right before each configuration: the machine is shared and its load moves
+                bare = bench_bare(workers, people, args.sessions, tmp)
+                report(bare, None)
                 result = bench_service(db, workers, people, args.sessions, sqlite_tpl, pg_tpl, tmp)
-                report(result, bare[workers])
-                rows.append((result, bare[workers]))
+                report(result, bare)
+                rows.append((result, bare))
         finally:
             if pg_tpl:
                 pg_drop(pg_tpl)

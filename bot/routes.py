@@ -35,7 +35,7 @@ async def telegram_webhook(request: Request) -> JSONResponse:
         return _answer(503, "the bot is still connecting to Telegram")
     try:
         data = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
         return _answer(400, "the body is not JSON")
     update = channel.parse(data) if isinstance(data, dict) else None
     if update is None:

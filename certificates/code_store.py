@@ -145,6 +145,14 @@ class CertificateCodes:
                     return format_code(existing)
         raise RuntimeError("no free certificate code after 8 draws")  # pragma: no cover
 
+    async def has_code(self, person_id: str) -> bool:
+        """Whether the person was ever given a code (then a reissue should send the new one)."""
+        async with self.sessions() as session:
+            found = await session.scalar(
+                select(CertificateCodeRow.id).where(CertificateCodeRow.person_id == person_id).limit(1)
+            )
+            return found is not None
+
     async def _code_of(self, uvci: str) -> str | None:
         async with self.sessions() as session:
             code: str | None = await session.scalar(

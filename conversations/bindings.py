@@ -13,15 +13,19 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from conversations.effects import Effect
+from conversations.session_store import bindings_of
 from conversations.tables import ChannelBindingRow
+from db.fast_access import FastAccess
 from registry_client.clock import Clock, utc_now
 
 
 class BindingStore:
     def __init__(self, sessions: async_sessionmaker[Any], ttl_days: int, clock: Clock = utc_now) -> None:
         self.sessions, self.ttl, self.clock = sessions, timedelta(days=ttl_days), clock
+        self.fast = FastAccess.for_engine(sessions.kw["bind"])
         # Told (channel, address) after a commit that changed that identity's bindings, so caches
         # of them (the Redis hot state) are renewed on every worker.
         self.on_change: Callable[[str, str], Awaitable[None]] | None = None
@@ -32,8 +36,9 @@ class BindingStore:
 
     async def persons_for(self, channel: str, address: str) -> list[str]:
         """Persons this identity may act for now, most recently bound first."""
-        async with self.sessions() as db:
-            return await self.persons_for_in(db, channel, address)
+        now = self.clock()
+        bound = await self.fast.read(lambda conn: bindings_of(conn, str(channel), address, now))
+        return [person_id for person_id, _ in bound]
 
     async def persons_for_in(self, db: AsyncSession, channel: str, address: str) -> list[str]:
         """`persons_for` over a session the caller already holds."""
@@ -66,8 +71,8 @@ class BindingStore:
     def bind_effect(self, channel: str, address: str, person_id: str) -> Effect:
         now = self.clock()
 
-        async def apply(db: AsyncSession) -> None:
-            await db.execute(
+        def apply(db: Session) -> None:
+            db.execute(
                 delete(ChannelBindingRow).where(
                     ChannelBindingRow.channel == str(channel),
                     ChannelBindingRow.address == address,
@@ -84,22 +89,24 @@ class BindingStore:
                 )
             )
 
-        return apply
+        return Effect(sql=apply)
 
     async def bind(self, channel: str, address: str, person_id: str) -> None:
+        work = self.bind_effect(channel, address, person_id).sql
+        assert work is not None
         async with self.sessions() as db, db.begin():
-            await self.bind_effect(channel, address, person_id)(db)
+            await db.run_sync(work)
         await self._changed(channel, address)
 
     def unbind_effect(self, channel: str, address: str) -> Effect:
-        async def apply(db: AsyncSession) -> None:
-            await db.execute(
+        def apply(db: Session) -> None:
+            db.execute(
                 delete(ChannelBindingRow).where(
                     ChannelBindingRow.channel == str(channel), ChannelBindingRow.address == address
                 )
             )
 
-        return apply
+        return Effect(sql=apply)
 
     async def unbind(self, channel: str, address: str) -> int:
         """Forgets every person bound to this identity (Telegram /logout). Returns how many."""

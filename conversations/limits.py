@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, case, delete, update
+from sqlalchemy import Connection, Table, bindparam, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.orm import Session
 
 from conversations.effects import Effect
 from conversations.tables import RateCounterRow
+from db.fast_access import FastAccess
 from registry_client.clock import Clock, as_utc, utc_now
 
 COUNTERS = cast(Table, RateCounterRow.__table__)
@@ -53,69 +55,77 @@ def _seconds_until(moment: datetime | None, now: datetime) -> int:
 class RateCounters:
     def __init__(self, sessions: async_sessionmaker[Any], clock: Clock = utc_now) -> None:
         self.sessions, self.clock = sessions, clock
+        self.fast = FastAccess.for_engine(sessions.kw["bind"])
 
     async def read(self, key: str, window: timedelta) -> tuple[int, int]:
         """(hits in the current window, seconds the key stays blocked)."""
-        async with self.sessions() as db:
-            row = await db.get(RateCounterRow, key)
+        row = await self.fast.read(lambda conn: conn.execute(_READ, {"key": key}).first())
         if row is None:
             return 0, 0
+        hits, window_start, blocked_until = row
         now = self.clock()
-        count = row.count if as_utc(row.window_start) > now - window else 0
-        return count, _seconds_until(row.blocked_until, now)
+        return (hits if as_utc(window_start) > now - window else 0), _seconds_until(blocked_until, now)
 
     def hit(self, key: str, *, limit: int, window: timedelta, block: timedelta) -> Effect:
         """Counts one event; the `limit`-th event in `window` blocks the key for `block`."""
+        now = self.clock()
 
-        async def apply(db: AsyncSession) -> None:
-            await self._hit(db, key, limit=limit, window=window, block=block)
+        def apply(db: Session) -> None:
+            _hit(db, key, now, limit=limit, window=window, block=block)
 
-        return apply
+        return Effect(sql=apply)
 
     async def hit_now(self, key: str, *, limit: int, window: timedelta, block: timedelta) -> Hit:
-        async with self.sessions() as db, db.begin():
-            return await self._hit(db, key, limit=limit, window=window, block=block)
-
-    async def _hit(
-        self, db: AsyncSession, key: str, *, limit: int, window: timedelta, block: timedelta
-    ) -> Hit:
-        """One atomic upsert (row lock on PostgreSQL, the writer lock on SQLite), then the block."""
         now = self.clock()
-        dialect = db.bind.dialect.name if db.bind is not None else ""
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        expired = COUNTERS.c.window_start <= now - window
-        stmt = (
-            insert(COUNTERS)
-            .values(key=key, count=1, window_start=now, blocked_until=None)
-            .on_conflict_do_update(
-                index_elements=[COUNTERS.c.key],
-                set_={
-                    "count": case((expired, 1), else_=COUNTERS.c.count + 1),
-                    "window_start": case((expired, now), else_=COUNTERS.c.window_start),
-                },
-            )
-            .returning(COUNTERS.c.count, COUNTERS.c.blocked_until)
+        return await self.fast.write(
+            lambda conn: _hit(conn, key, now, limit=limit, window=window, block=block)
         )
-        count, blocked_until = (await db.execute(stmt)).one()
-        blocked = _seconds_until(blocked_until, now)
-        if blocked:
-            return Hit(count, blocked, True)
-        if count >= limit:
-            await db.execute(
-                update(COUNTERS)
-                .where(COUNTERS.c.key == key)
-                .values(blocked_until=now + block, count=0, window_start=now)
-            )
-            return Hit(count, math.ceil(block.total_seconds()), False)
-        return Hit(count, 0, False)
 
     def reset(self, key: str) -> Effect:
-        async def apply(db: AsyncSession) -> None:
-            await db.execute(delete(RateCounterRow).where(RateCounterRow.key == key))
+        def apply(db: Session) -> None:
+            db.execute(delete(COUNTERS).where(COUNTERS.c.key == key))
 
-        return apply
+        return Effect(sql=apply)
 
     async def take(self, key: str, *, limit: int, window: timedelta) -> bool | None:
         """Reserves one of `limit` events in `window`. SQL callers count from their own tables:
         None means "not kept here"."""
         return None
+
+
+_READ = select(COUNTERS.c.count, COUNTERS.c.window_start, COUNTERS.c.blocked_until).where(
+    COUNTERS.c.key == bindparam("key")
+)
+
+
+def _hit(
+    db: Connection | Session, key: str, now: datetime, *, limit: int, window: timedelta, block: timedelta
+) -> Hit:
+    """One atomic upsert (row lock on PostgreSQL, the writer lock on SQLite), then the block."""
+    bind = db.get_bind() if isinstance(db, Session) else db
+    insert = postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
+    expired = COUNTERS.c.window_start <= now - window
+    stmt = (
+        insert(COUNTERS)
+        .values(key=key, count=1, window_start=now, blocked_until=None)
+        .on_conflict_do_update(
+            index_elements=[COUNTERS.c.key],
+            set_={
+                "count": case((expired, 1), else_=COUNTERS.c.count + 1),
+                "window_start": case((expired, now), else_=COUNTERS.c.window_start),
+            },
+        )
+        .returning(COUNTERS.c.count, COUNTERS.c.blocked_until)
+    )
+    count, blocked_until = db.execute(stmt).one()
+    blocked = _seconds_until(blocked_until, now)
+    if blocked:
+        return Hit(count, blocked, True)
+    if count >= limit:
+        db.execute(
+            update(COUNTERS)
+            .where(COUNTERS.c.key == key)
+            .values(blocked_until=now + block, count=0, window_start=now)
+        )
+        return Hit(count, math.ceil(block.total_seconds()), False)
+    return Hit(count, 0, False)

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Connection, func, select, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.orm import Session
 
 from conversations.effects import Effect
 from conversations.limits import Counters, RateCounters
 from conversations.tables import OtpChallengeRow
+from db.fast_access import FastAccess
 from registry_client.clock import Clock, as_utc, utc_now
 
 CODE_DIGITS = 6
@@ -80,6 +82,7 @@ class OtpService:
     ) -> None:
         self.sessions, self.secret, self.ttl = sessions, secret, timedelta(seconds=ttl_seconds)
         self.clock, self.generate = clock, generate
+        self.fast = FastAccess.for_engine(sessions.kw["bind"])
         self.counters: Counters = counters if counters is not None else RateCounters(sessions, clock)
 
     def _hash(self, nonce: str, code: str) -> str:
@@ -91,17 +94,25 @@ class OtpService:
 
     async def pending_for(self, channel: str, address: str) -> Challenge | None:
         """The caller's newest code that is not used, replaced or burnt (it may have expired)."""
-        async with self.sessions() as db:
-            row = await db.scalar(
-                select(OtpChallengeRow)
-                .where(
-                    OtpChallengeRow.channel == channel,
-                    OtpChallengeRow.address == address,
-                    OtpChallengeRow.closed_at.is_(None),
-                )
-                .order_by(OtpChallengeRow.id.desc())
-                .limit(1)
+        stmt = (
+            select(
+                OtpChallengeRow.id,
+                OtpChallengeRow.nonce,
+                OtpChallengeRow.person_id,
+                OtpChallengeRow.phone,
+                OtpChallengeRow.code_hash,
+                OtpChallengeRow.created_at,
+                OtpChallengeRow.expires_at,
             )
+            .where(
+                OtpChallengeRow.channel == channel,
+                OtpChallengeRow.address == address,
+                OtpChallengeRow.closed_at.is_(None),
+            )
+            .order_by(OtpChallengeRow.id.desc())
+            .limit(1)
+        )
+        row = await self.fast.read(lambda conn: conn.execute(stmt).first())
         if row is None:
             return None
         return Challenge(
@@ -127,23 +138,18 @@ class OtpService:
         if locked:
             return Refusal("login.locked", {"minutes": math.ceil(locked / 60)})
         now = self.clock()
-        async with self.sessions() as db:
-            by_person = (
-                await db.execute(
-                    select(
-                        func.count(),
-                        func.max(OtpChallengeRow.created_at),
-                        func.min(OtpChallengeRow.created_at),
-                    ).where(OtpChallengeRow.person_id == person_id, OtpChallengeRow.created_at > now - HOUR)
-                )
-            ).one()
-            by_phone = (
-                await db.execute(
-                    select(func.count(), func.min(OtpChallengeRow.created_at)).where(
-                        OtpChallengeRow.phone == phone, OtpChallengeRow.created_at > now - HOUR
-                    )
-                )
-            ).one()
+        recent = OtpChallengeRow.created_at > now - HOUR
+        per_person = select(
+            func.count(), func.max(OtpChallengeRow.created_at), func.min(OtpChallengeRow.created_at)
+        ).where(OtpChallengeRow.person_id == person_id, recent)
+        per_phone = select(func.count(), func.min(OtpChallengeRow.created_at)).where(
+            OtpChallengeRow.phone == phone, recent
+        )
+
+        def counts(conn: Connection) -> tuple[Any, Any]:
+            return conn.execute(per_person).one(), conn.execute(per_phone).one()
+
+        by_person, by_phone = await self.fast.read(counts)
         count, newest, oldest = by_person
         if newest is not None and now - as_utc(newest) < RESEND_AFTER:
             wait = RESEND_AFTER - (now - as_utc(newest))
@@ -171,8 +177,8 @@ class OtpService:
         now = self.clock()
         expires = now + self.ttl
 
-        async def apply(db: AsyncSession) -> None:
-            await db.execute(
+        def apply(db: Session) -> None:
+            db.execute(
                 update(OtpChallengeRow)
                 .where(
                     OtpChallengeRow.channel == channel,
@@ -195,7 +201,7 @@ class OtpService:
                 )
             )
 
-        return code, apply
+        return code, Effect(sql=apply)
 
     async def check(self, challenge: Challenge, typed: str) -> CheckResult:
         """Counts the attempt first (atomically, shared by every worker), then compares: however
@@ -219,31 +225,31 @@ class OtpService:
 
     @staticmethod
     def _close(challenge_id: int, now: datetime) -> Effect:
-        async def apply(db: AsyncSession) -> None:
-            await db.execute(
+        def apply(db: Session) -> None:
+            db.execute(
                 update(OtpChallengeRow).where(OtpChallengeRow.id == challenge_id).values(closed_at=now)
             )
 
-        return apply
+        return Effect(sql=apply)
 
     @staticmethod
     def _close_person(person_id: str, now: datetime) -> Effect:
-        async def apply(db: AsyncSession) -> None:
-            await db.execute(
+        def apply(db: Session) -> None:
+            db.execute(
                 update(OtpChallengeRow)
                 .where(OtpChallengeRow.person_id == person_id, OtpChallengeRow.closed_at.is_(None))
                 .values(closed_at=now)
             )
 
-        return apply
+        return Effect(sql=apply)
 
     @staticmethod
     def _count_attempt(challenge_id: int) -> Effect:
-        async def apply(db: AsyncSession) -> None:
-            await db.execute(
+        def apply(db: Session) -> None:
+            db.execute(
                 update(OtpChallengeRow)
                 .where(OtpChallengeRow.id == challenge_id)
                 .values(attempts=OtpChallengeRow.attempts + 1)
             )
 
-        return apply
+        return Effect(sql=apply)

@@ -17,7 +17,6 @@ from typing import Any
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import FixedWindowRateLimiter
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from conversations.effects import Effect
 from conversations.limits import Hit, RateCounters
@@ -72,10 +71,10 @@ class RedisRateCounters:
             return await self.fallback.read(key, window)
 
     def hit(self, key: str, *, limit: int, window: timedelta, block: timedelta) -> Effect:
-        async def apply(db: AsyncSession) -> None:
+        async def apply() -> None:  # once the turn has committed
             await self.hit_now(key, limit=limit, window=window, block=block)
 
-        return apply
+        return Effect(after_commit=apply)
 
     async def hit_now(self, key: str, *, limit: int, window: timedelta, block: timedelta) -> Hit:
         try:
@@ -94,15 +93,15 @@ class RedisRateCounters:
             return await self.fallback.hit_now(key, limit=limit, window=window, block=block)
 
     def reset(self, key: str) -> Effect:
-        async def apply(db: AsyncSession) -> None:
+        async def apply() -> None:  # once the turn has committed
             try:
                 await self.storage.clear(_Window(1, 1).key_for(key))
                 await self.storage.clear(_Window(1, 1).key_for(f"{key}:block"))
             except Exception as exc:  # noqa: BLE001
                 self._failed("reset", exc)
-            await self.fallback.reset(key)(db)
 
-        return apply
+        # the SQL counter too (it may have counted while Redis was down), in the turn's transaction
+        return Effect(sql=self.fallback.reset(key).sql, after_commit=apply)
 
     async def take(self, key: str, *, limit: int, window: timedelta) -> bool | None:
         """Reserves one of `limit` events in `window` (False: none left)."""

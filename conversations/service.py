@@ -15,16 +15,17 @@ replies and is not processed again.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, text
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from conversations.audit_queue import AuditQueue
 from conversations.bindings import BindingStore
@@ -41,7 +42,7 @@ from conversations.tables import (
     OtpChallengeRow,
     RateCounterRow,
 )
-from outbox.store import enqueue
+from outbox.store import enqueue_sync
 from registry_client.models import AuditEntry
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,11 @@ class ConversationService:
         assert bind is not None, "the sessionmaker must be bound to the async engine"
         self.dialect = bind.dialect.name
         self.store = SqlSessionStore(bind)
+        self.fast = self.store.fast
         self.hot = hot
         self.audits = audits
-        # SQLite has one writer: this process's turns queue here instead of in SQLite's busy handler
-        # (which sleeps in growing steps and made the latency tail long under load).
-        self._sqlite_writes = asyncio.Lock()
+        # told after a turn committed outbound messages (the host wakes its outbox worker)
+        self.on_outbound: Callable[[], None] | None = None
 
     @property
     def bindings(self) -> BindingStore:
@@ -120,20 +121,19 @@ class ConversationService:
         if inbound.channel == Channel.USSD:
             loaded.state.last_replies, loaded.state.last_end = replies_to_json(turn.replies), turn.end
         values = self._values(loaded, inbound)
-        durable = bool(effects or turn.outbound or inbound.dedup_key is not None)
-        if durable or hot is None or durable_view(loaded.state) != loaded.durable:
-            if durable or hot is not None:
-                duplicate = await self._persist(loaded, inbound, turn, effects, values)
-                if duplicate is not None:
-                    return duplicate
-                if hot is not None:
-                    await hot.after_durable(
-                        loaded, channel, inbound.address, values, bindings_changed=bool(effects)
-                    )
-            else:  # SQL only, and nothing but the session changed: one light statement
-                await self.store.save_light(loaded, channel, inbound.address, values)
-        else:
-            await hot.save_light(loaded, channel, inbound.address, values)
+        full = bool(effects or turn.outbound or inbound.dedup_key is not None)
+        if hot is not None and not full and durable_view(loaded.state) == loaded.durable:
+            await hot.save_light(loaded, channel, inbound.address, values)  # navigation: Redis only
+        elif full or hot is not None:
+            duplicate = await self._persist(loaded, inbound, turn, effects, values)
+            if duplicate is not None:
+                return duplicate
+            if hot is not None:
+                await hot.after_durable(
+                    loaded, channel, inbound.address, values, bindings_changed=bool(effects)
+                )
+        else:  # SQL only, and nothing but the session changed: one light statement
+            await self.store.save_light(loaded, channel, inbound.address, values)
         await self._audit(audits)
         return turn
 
@@ -229,34 +229,35 @@ class ConversationService:
     async def _persist(
         self, loaded: Loaded, inbound: Inbound, turn: Turn, effects: list[Effect], values: dict[str, Any]
     ) -> Turn | None:
-        """Writes the turn; returns the stored Turn when this was a concurrent duplicate delivery."""
+        """Writes the turn in one transaction: receipt, session, effects, outbox rows; then the
+        effects' after-commit parts. Returns the stored Turn when this was a concurrent duplicate
+        delivery."""
         channel, address = inbound.channel.value, inbound.address
+        receipt = (
+            {"key": inbound.dedup_key, "replies": replies_to_json(turn.replies), "end": turn.end}
+            if inbound.dedup_key is not None
+            else None
+        )
+
+        def write(db: Session) -> None:
+            if receipt is not None:
+                db.add(InboundReceiptRow(**receipt, created_at=values["updated_at"]))
+                db.flush()
+            write_session(db.connection(), loaded, channel, address, values)
+            for effect in effects:
+                if effect.sql is not None:
+                    effect.sql(db)
+            for message in turn.outbound:
+                enqueue_sync(db, message, clock=self.clock)
+
+        # Only where-am-I state: losing its last instant in a database server crash is harmless,
+        # so the commit does not wait for the WAL flush. Turns that send a message or change codes
+        # or bindings stay fully durable.
+        relaxed = not effects and not turn.outbound
         for attempt in (1, 2):
             try:
-                async with self._write_slot(), self.sessions() as db, db.begin():
-                    if self.dialect == "postgresql" and not effects and not turn.outbound:
-                        # Only where-am-I state: losing the last instant of it if the database
-                        # server crashes is harmless, so skip the fsync wait. Turns that send a
-                        # message or change codes/bindings stay fully durable.
-                        await db.execute(text("SET LOCAL synchronous_commit TO OFF"))
-                    if inbound.dedup_key is not None:
-                        db.add(
-                            InboundReceiptRow(
-                                key=inbound.dedup_key,
-                                replies=replies_to_json(turn.replies),
-                                end=turn.end,
-                                created_at=values["updated_at"],
-                            )
-                        )
-                        await db.flush()
-                    await db.run_sync(
-                        lambda s: write_session(s.connection(), loaded, channel, address, values)
-                    )
-                    for effect in effects:
-                        await effect(db)
-                    for message in turn.outbound:
-                        await enqueue(db, message, clock=self.clock)
-                return None
+                await self.fast.transaction(write, relaxed=relaxed)
+                break
             except IntegrityError:
                 if inbound.dedup_key is not None:
                     async with self.sessions() as db:
@@ -266,10 +267,15 @@ class ConversationService:
                 if attempt == 2:
                     raise
                 loaded.row_id = None  # a concurrent first message created the row: update it
+        if turn.outbound and self.on_outbound is not None:
+            self.on_outbound()
+        for effect in effects:
+            if effect.after_commit is not None:
+                try:
+                    await effect.after_commit()
+                except Exception:  # committed already; a failed follow-up is logged
+                    log.exception("after-commit step of a %s turn failed", channel)
         return None
-
-    def _write_slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
-        return self._sqlite_writes if self.dialect == "sqlite" else contextlib.nullcontext()
 
     # -- housekeeping -------------------------------------------------------------------------------
     async def cleanup(self) -> None:

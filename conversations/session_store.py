@@ -5,29 +5,24 @@ answer (when the inbound carries a dedup key), the session row and the caller's 
 `save_light` writes the session state of a turn that changed nothing else (menu navigation).
 Turns with effects or outbound messages are written by the service in one ORM transaction.
 
-On SQLite these statements run on one dedicated thread with the synchronous driver: aiosqlite
-hops between the event loop and its thread several times per statement (measured: 0.7 ms per
-point select against 0.05 ms synchronously, bench/README in the closing note), and a single
-thread also serialises this process's light writes, which SQLite would do anyway.
+Statements are built once (building one costs more than running it) and run through
+`db.fast_access` (SQLite: the synchronous driver on one thread instead of aiosqlite).
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Engine, Table, insert, select, text, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from conversations.model import Turn
 from conversations.state import SessionState, replies_from_json
 from conversations.tables import ChannelBindingRow, ConversationSessionRow, InboundReceiptRow
-from db.base import make_sync_engine, sync_url
+from db.fast_access import FastAccess
 from registry_client.clock import as_utc
 
 T = TypeVar("T")
@@ -39,6 +34,31 @@ RECEIPTS = cast(Table, InboundReceiptRow.__table__)
 # Fields of the session state that must survive the loss of the hot copy (Redis): the rest is
 # where the caller is in a menu, which a lost copy merely resets.
 DURABLE_FIELDS = ("language", "person_id", "last_ref", "code_until")
+
+
+# Built once: constructing a statement costs more than running it (~80 µs against ~25 µs here).
+_RECEIPT = select(RECEIPTS.c.replies, RECEIPTS.c.end).where(RECEIPTS.c.key == bindparam("key"))
+_SESSION = select(SESSIONS.c.id, SESSIONS.c.state, SESSIONS.c.session_key, SESSIONS.c.updated_at).where(
+    SESSIONS.c.channel == bindparam("channel"), SESSIONS.c.address == bindparam("address")
+)
+_SESSION_ID = select(SESSIONS.c.id).where(
+    SESSIONS.c.channel == bindparam("channel"), SESSIONS.c.address == bindparam("address")
+)
+_BINDINGS = (
+    select(BINDINGS.c.person_id, BINDINGS.c.expires_at)
+    .where(
+        BINDINGS.c.channel == bindparam("channel"),
+        BINDINGS.c.address == bindparam("address"),
+        BINDINGS.c.expires_at > bindparam("now", type_=BINDINGS.c.expires_at.type),
+    )
+    .order_by(BINDINGS.c.bound_at.desc(), BINDINGS.c.id.desc())
+)
+_COLUMNS = ("state", "language", "session_key", "updated_at", "expires_at")
+_UPDATE = (
+    update(SESSIONS)
+    .where(SESSIONS.c.id == bindparam("row_id"))
+    .values({name: bindparam(f"v_{name}", type_=SESSIONS.c[name].type) for name in _COLUMNS})
+)
 
 
 def durable_view(state: SessionState) -> dict[str, Any]:
@@ -78,48 +98,10 @@ class Snapshot:
 class SqlSessionStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.dialect = engine.dialect.name
-        self._sync: Engine | None = None
-        self._thread: ThreadPoolExecutor | None = None
-        if self.dialect == "sqlite":
-            url = sync_url(engine.url.render_as_string(hide_password=False))
-            self._sync = make_sync_engine(url)
-            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-sessions")
+        self.fast = FastAccess.for_engine(engine)
 
     async def close(self) -> None:
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
-        if self._sync is not None:
-            self._sync.dispose()
-
-    # -- running statements --------------------------------------------------------------------
-    async def _read(self, fn: Callable[[Connection], T]) -> T:
-        if self._sync is not None:
-            sync = self._sync
-
-            def run() -> T:
-                with sync.connect() as conn:
-                    return fn(conn)
-
-            return await asyncio.get_running_loop().run_in_executor(self._thread, run)
-        async with self.engine.connect() as conn:
-            return await conn.run_sync(fn)
-
-    async def _write(self, fn: Callable[[Connection], T], *, relaxed: bool) -> T:
-        if self._sync is not None:
-            sync = self._sync
-
-            def run() -> T:
-                with sync.begin() as conn:
-                    return fn(conn)
-
-            return await asyncio.get_running_loop().run_in_executor(self._thread, run)
-        async with self.engine.begin() as conn:
-            if relaxed and self.dialect == "postgresql":
-                # Only where-am-I state: losing its last instant in a database crash is harmless,
-                # so the commit does not wait for the WAL flush.
-                await conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
-            return await conn.run_sync(fn)
+        self.fast.close()
 
     # -- reads ----------------------------------------------------------------------------------
     async def load(
@@ -135,19 +117,17 @@ class SqlSessionStore:
         def run(conn: Connection) -> Snapshot:
             snap = Snapshot()
             if dedup_key is not None:
-                receipt = conn.execute(
-                    select(RECEIPTS.c.replies, RECEIPTS.c.end).where(RECEIPTS.c.key == dedup_key)
-                ).first()
+                receipt = conn.execute(_RECEIPT, {"key": dedup_key}).first()
                 if receipt is not None:
                     snap.receipt = Turn(replies_from_json(receipt.replies), end=bool(receipt.end))
                     return snap
             if session:
                 snap.loaded = _session(conn, channel, address)
             if bindings:
-                snap.bound = _bindings(conn, channel, address, now)
+                snap.bound = bindings_of(conn, channel, address, now)
             return snap
 
-        return await self._read(run)
+        return await self.fast.read(run)
 
     # -- light writes ---------------------------------------------------------------------------
     async def save_light(self, loaded: Loaded, channel: str, address: str, values: dict[str, Any]) -> None:
@@ -157,27 +137,14 @@ class SqlSessionStore:
             write_session(conn, loaded, channel, address, values)
 
         try:
-            await self._write(run, relaxed=True)
+            await self.fast.write(run, relaxed=True)
         except IntegrityError:  # a concurrent first turn of this caller created the row
             loaded.row_id = None
-            await self._write(run, relaxed=True)
-
-    async def touch_many(self, rows: list[tuple[int, dict[str, Any]]]) -> None:
-        """Writes several sessions' rows at once (unused rows are skipped)."""
-
-        def run(conn: Connection) -> None:
-            for row_id, values in rows:
-                conn.execute(update(SESSIONS).where(SESSIONS.c.id == row_id).values(**values))
-
-        await self._write(run, relaxed=True)
+            await self.fast.write(run, relaxed=True)
 
 
 def _session(conn: Connection, channel: str, address: str) -> Loaded:
-    row = conn.execute(
-        select(SESSIONS.c.id, SESSIONS.c.state, SESSIONS.c.session_key, SESSIONS.c.updated_at).where(
-            SESSIONS.c.channel == channel, SESSIONS.c.address == address
-        )
-    ).first()
+    row = conn.execute(_SESSION, {"channel": channel, "address": address}).first()
     if row is None:
         return Loaded.new()
     state = SessionState.from_json(row.state)
@@ -185,12 +152,8 @@ def _session(conn: Connection, channel: str, address: str) -> Loaded:
     return Loaded(row.id, state, updated, row.session_key, durable_view(state), updated)
 
 
-def _bindings(conn: Connection, channel: str, address: str, now: datetime) -> list[tuple[str, datetime]]:
-    rows = conn.execute(
-        select(BINDINGS.c.person_id, BINDINGS.c.expires_at)
-        .where(BINDINGS.c.channel == channel, BINDINGS.c.address == address, BINDINGS.c.expires_at > now)
-        .order_by(BINDINGS.c.bound_at.desc(), BINDINGS.c.id.desc())
-    ).all()
+def bindings_of(conn: Connection, channel: str, address: str, now: datetime) -> list[tuple[str, datetime]]:
+    rows = conn.execute(_BINDINGS, {"channel": channel, "address": address, "now": now}).all()
     return [(r.person_id, as_utc(r.expires_at)) for r in rows]
 
 
@@ -199,16 +162,14 @@ def write_session(
 ) -> None:
     """Updates the caller's row, or inserts it; sets `loaded.row_id`. Raises IntegrityError when a
     concurrent turn inserted it first (the caller retries with `row_id` None)."""
+    params = {f"v_{name}": values[name] for name in _COLUMNS}
     if loaded.row_id is not None:
-        done = conn.execute(update(SESSIONS).where(SESSIONS.c.id == loaded.row_id).values(**values))
-        if done.rowcount:
+        if conn.execute(_UPDATE, {"row_id": loaded.row_id, **params}).rowcount:
             return
-    existing = conn.execute(
-        select(SESSIONS.c.id).where(SESSIONS.c.channel == channel, SESSIONS.c.address == address)
-    ).scalar()
+    existing = conn.execute(_SESSION_ID, {"channel": channel, "address": address}).scalar()
     if existing is not None:
         loaded.row_id = existing
-        conn.execute(update(SESSIONS).where(SESSIONS.c.id == existing).values(**values))
+        conn.execute(_UPDATE, {"row_id": existing, **params})
         return
     result = conn.execute(insert(SESSIONS).values(channel=channel, address=address, **values))
     loaded.row_id = result.inserted_primary_key[0] if result.inserted_primary_key else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import unicodedata
 from datetime import date
@@ -29,6 +30,7 @@ _PUNCTUATION = str.maketrans(
 )
 
 
+@functools.lru_cache(maxsize=4096)  # menus and prompts repeat on every turn
 def strip_diacritics(text: str) -> str:
     """Vietnamese without diacritics (`Nguyễn Văn Đức` → `Nguyen Van Duc`), typographic punctuation
     replaced by ASCII, so the text fits the GSM-7 alphabet."""

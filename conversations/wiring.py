@@ -67,6 +67,9 @@ def build_conversations(
         clock=clock,
     )
     service = ConversationService(sessions, services, audits=AuditQueue(state.registry, clock=clock))
+    outbox = getattr(state, "outbox", None)
+    if outbox is not None:
+        service.on_outbound = outbox.kick  # codes and links leave at once, not at the next poll
     if settings.redis_url:
         from redis.asyncio import Redis
 

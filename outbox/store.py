@@ -7,15 +7,22 @@ PostgreSQL (several workers never take the same row); SQLite has one writer at a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from db.clock import Clock, as_utc, utc_now
+from db.fast_access import FastAccess
 from outbox.tables import OutboxRow
+
+T = TypeVar("T")
 
 PENDING, SENDING, SENT, DELIVERED, FAILED, LOCAL, UNREACHABLE = (
     "pending",
@@ -48,8 +55,14 @@ class OutboundMessage:
 async def enqueue(session: AsyncSession, message: OutboundMessage, *, clock: Clock = utc_now) -> int | None:
     """Adds the message in the caller's transaction. A repeated idempotency key adds nothing
     (returns None)."""
+    return await session.run_sync(lambda sync: enqueue_sync(sync, message, clock=clock))
+
+
+def enqueue_sync(session: Session, message: OutboundMessage, *, clock: Clock = utc_now) -> int | None:
+    """`enqueue` for a synchronous Session (a caller whose whole transaction is synchronous code,
+    e.g. the conversation engine's turn, run by `AsyncSession.run_sync` or on a SQLite thread)."""
     if message.idempotency_key is not None:
-        exists = await session.scalar(
+        exists = session.scalar(
             select(OutboxRow.id).where(OutboxRow.idempotency_key == message.idempotency_key)
         )
         if exists is not None:
@@ -72,7 +85,7 @@ async def enqueue(session: AsyncSession, message: OutboundMessage, *, clock: Clo
         updated_at=now,
     )
     session.add(row)
-    await session.flush()
+    session.flush()
     return row.id
 
 
@@ -82,33 +95,65 @@ class Outbox:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, clock: Clock = utc_now) -> None:
         self.sessions = sessions
         self.clock = clock
+        bind = sessions.kw.get("bind")
+        # Writes go through db.fast_access: on SQLite one writer thread per process. An aiosqlite
+        # transaction holds SQLite's write lock across event-loop turns; under load that kept the
+        # request path's writers sleeping in SQLite's busy handler.
+        self._fast = FastAccess.for_engine(bind) if bind is not None else None
+        self._wake: asyncio.Event | None = None
+
+    def kick(self) -> None:
+        """A message was just committed: this process's worker sends it now, not at its next poll."""
+        if self._wake is not None:
+            self._wake.set()
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Returns after `timeout` seconds, or earlier when `kick()` is called."""
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake.clear()
+
+    async def _transaction(self, fn: Callable[[Session], T]) -> T:
+        if self._fast is not None:
+            return await self._fast.transaction(fn)
+        async with self.sessions() as session, session.begin():
+            return await session.run_sync(fn)
 
     async def put(self, message: OutboundMessage) -> int | None:
-        async with self.sessions() as session, session.begin():
-            return await enqueue(session, message, clock=self.clock)
+        row_id = await self._transaction(lambda session: enqueue_sync(session, message, clock=self.clock))
+        self.kick()
+        return row_id
 
     async def claim_due(self, limit: int = 20, channels: tuple[str, ...] | None = None) -> list[OutboxRow]:
         """Marks up to `limit` due rows `sending` and returns them (each to exactly one worker)."""
         now = self.clock()
-        async with self.sessions() as session, session.begin():
+
+        def claim(session: Session) -> list[OutboxRow]:
             due = (OutboxRow.status == PENDING) & (OutboxRow.next_attempt_at <= now)
             stale = (OutboxRow.status == SENDING) & (OutboxRow.updated_at <= now - SENDING_LEASE)
             stmt = select(OutboxRow).where(due | stale)
             if channels is not None:
                 stmt = stmt.where(OutboxRow.channel.in_(channels))
             stmt = stmt.order_by(OutboxRow.next_attempt_at, OutboxRow.id).limit(limit)
-            if session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
+            if session.get_bind().dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)
-            rows = list((await session.scalars(stmt)).all())
+            rows = list(session.scalars(stmt).all())
             for row in rows:
                 row.status, row.updated_at = SENDING, now
                 row.attempts += 1
             return rows
 
+        return await self._transaction(claim)
+
     async def _update(self, row_id: int, **values: Any) -> None:
         values["updated_at"] = self.clock()
-        async with self.sessions() as session, session.begin():
-            await session.execute(update(OutboxRow).where(OutboxRow.id == row_id).values(**values))
+
+        def change(session: Session) -> None:
+            session.execute(update(OutboxRow).where(OutboxRow.id == row_id).values(**values))
+
+        await self._transaction(change)
 
     async def mark_sent(
         self, row_id: int, provider_id: str | None, provider_status: str | None = None
@@ -144,8 +189,10 @@ class Outbox:
     async def record_provider_status(self, provider_id: str, status: str, error_code: str | None) -> bool:
         """A delivery callback. Returns False when no message has that provider id."""
         mapped = {"delivered": DELIVERED, "undelivered": FAILED, "failed": FAILED}.get(status)
-        async with self.sessions() as session, session.begin():
-            row = await session.scalar(select(OutboxRow).where(OutboxRow.provider_id == provider_id))
+        now = self.clock()
+
+        def record(session: Session) -> bool:
+            row = session.scalar(select(OutboxRow).where(OutboxRow.provider_id == provider_id))
             if row is None:
                 return False
             row.provider_status = status
@@ -153,8 +200,10 @@ class Outbox:
                 row.error_code = error_code
             if mapped is not None:
                 row.status = mapped
-            row.updated_at = self.clock()
+            row.updated_at = now
             return True
+
+        return await self._transaction(record)
 
     async def messages_to(
         self, channel: str, address: str, since_id: int = 0, limit: int = 50

@@ -75,9 +75,18 @@ class OutboxWorker:
 
     async def run_once(self, limit: int = 20) -> int:
         rows = await self.outbox.claim_due(limit, channels=tuple(self.senders))
+        # The claimed rows are this worker's alone: one address's messages go in order, different
+        # addresses side by side (sent one by one, a burst of one-time codes waited ~1 s for the
+        # last one while the caller stared at the USSD prompt).
+        queues: dict[tuple[str, str], list[OutboxRow]] = {}
+        for row in rows:
+            queues.setdefault((row.channel, row.address), []).append(row)
+        await asyncio.gather(*(self._deliver_in_order(queue) for queue in queues.values()))
+        return len(rows)
+
+    async def _deliver_in_order(self, rows: list[OutboxRow]) -> None:
         for row in rows:
             await self._deliver(row)
-        return len(rows)
 
     async def _deliver(self, row: OutboxRow) -> None:
         sender = self.senders.get(row.channel)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,17 +25,23 @@ def wire_sms(settings: Settings, state: Any, background: Background) -> None:
         {"sms": sms_sender},
         make_renderer(strip_sms_diacritics=settings.sms_strip_diacritics, hotline=settings.hotline_number),
     )
-    background.append(("outbox", settings.outbox_poll_seconds, _drain(state.outbox_worker)))
+    background.append(
+        ("outbox", settings.outbox_poll_seconds, _drain(state.outbox_worker, settings.outbox_poll_seconds))
+    )
 
 
-def _drain(worker: OutboxWorker) -> Callable[[], Awaitable[object]]:
+def _drain(worker: OutboxWorker, interval: float) -> Callable[[], Awaitable[object]]:
     async def tick() -> int:
-        """Sends everything due (batch after batch), then waits for the next interval."""
-        total = 0
-        while (sent := await worker.run_once()) > 0:
-            total += sent
-            if total >= 500:
-                break
-        return total
+        """Sends everything due (batch after batch), then waits for the next interval — or less:
+        a turn that commits a message kicks the outbox (`Outbox.kick`), so a one-time code goes
+        out at once. Runs until cancelled (the app's loop restarts it after an error)."""
+        while True:
+            total = 0
+            while (sent := await worker.run_once()) > 0:
+                total += sent
+                if total >= 500:
+                    await asyncio.sleep(0)  # let requests in between big batches
+                    total = 0
+            await worker.outbox.wait_for_work(interval)
 
     return tick

@@ -210,13 +210,14 @@ def instrument_otp(otp: Any) -> None:
 def instrument(state: Any) -> None:
     """Puts the metric hooks on what app.py wired (called once, after every package's section)."""
     worker = getattr(state, "outbox_worker", None)
-    if worker is not None:
+    if worker is not None and not getattr(worker.on_outcome, "__vaxchannel_timed__", False):
         previous = worker.on_outcome
 
         def on_outcome(channel: str, outcome: str) -> None:
             count_outcome(channel, outcome)
             previous(channel, outcome)
 
+        on_outcome.__vaxchannel_timed__ = True  # type: ignore[attr-defined]
         worker.on_outcome = on_outcome
     registry = getattr(state, "registry", None)
     if registry is not None:

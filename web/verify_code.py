@@ -19,6 +19,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from certificates.code_store import (
     CHECK_CODE,
@@ -59,6 +61,42 @@ REASON_TEXT = {
 
 class BadInput(ValueError):
     pass
+
+
+# -- OpenAPI description only (the body is read by hand so that no input can cause a 500) ------
+class VerifyCodeRequest(BaseModel):
+    code: str = Field(examples=["VX7K-3D9Q-MRT4"], description="as typed: any case, spaces or dashes")
+    birth_year: int = Field(examples=[1985], description="the holder's year of birth")
+
+
+class CodeHolder(BaseModel):
+    name: str = Field(description="middle names shortened (`Nguyễn T. Ánh`); empty unless the year matched")
+    birth_year: int | None
+
+
+class VerifyCodeAnswer(BaseModel):
+    valid: bool
+    reason: str = Field(
+        description="starts with valid, revoked, expired, unknown, check the code, locked, "
+        "too many attempts or bad request; then words for a person"
+    )
+    holder: CodeHolder
+    doses: int
+    latest_dose_date: str = Field(description="YYYY-MM-DD; empty unless the year matched")
+
+
+_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": VerifyCodeRequest.model_json_schema()}},
+    }
+}
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"model": VerifyCodeAnswer, "description": "the answer (valid or not)"},
+    400: {"model": VerifyCodeAnswer, "description": "not a JSON object with a code and a year"},
+    413: {"model": VerifyCodeAnswer, "description": "body above 4 KB"},
+    429: {"model": VerifyCodeAnswer, "description": "caller blocked or code locked; see Retry-After"},
+}
 
 
 def parse_birth_year(value: object, now: datetime | None = None) -> int:
@@ -135,8 +173,11 @@ def _respond(verdict: CodeVerdict) -> JSONResponse:
     return JSONResponse(answer(verdict), headers=headers)
 
 
-@router.post("/api/verify-code")
+@router.post(
+    "/api/verify-code", response_model=VerifyCodeAnswer, responses=_ANSWERS, openapi_extra=_REQUEST_BODY
+)
 async def api_verify_code(request: Request) -> JSONResponse:
+    """Checks a certificate code with the holder's year of birth (INTERFACES §3)."""
     try:
         body = b""
         async for chunk in request.stream():
@@ -159,6 +200,8 @@ async def api_verify_code(request: Request) -> JSONResponse:
         except BadInput as exc:
             return _refused(f"{BAD_REQUEST}: {exc}")
         return _respond(await check_and_audit(request, code, year, "api"))
+    except StarletteHTTPException:  # the body limit of the app (413), a disconnect
+        raise
     except Exception:  # a checkpoint gets an answer, never a 500
         log.exception("/api/verify-code failed")
         return _refused(INTERNAL, 503)
@@ -168,9 +211,14 @@ async def api_verify_code(request: Request) -> JSONResponse:
 async def verify_code_form(request: Request) -> HTMLResponse:
     """The /verify page's code tab without JavaScript: the page again, with the answer."""
     lang = language(request.query_params.get("lang"))
-    form_code, outcome, verdict = "", "", None
+    form_code, outcome, verdict, status = "", "", None, 200
     try:
         form = await request.form(max_files=0, max_fields=5)
+    except StarletteHTTPException as exc:  # not a form we can read (413 stays a 413)
+        if exc.status_code == 413:
+            raise
+        form, outcome, status = None, "error", 400
+    if form is not None:
         lang = language(str(form.get("lang") or lang))
         form_code = str(form.get("code") or "")[:40]
         try:
@@ -178,13 +226,15 @@ async def verify_code_form(request: Request) -> HTMLResponse:
         except BadInput:
             outcome = "bad_year"
         else:
-            verdict = await check_and_audit(request, form_code, year, "page")
-            outcome = verdict.reason
-    except Exception:
-        log.exception("POST /verify/code failed")
-        outcome = "error"
+            try:
+                verdict = await check_and_audit(request, form_code, year, "page")
+                outcome = verdict.reason
+            except Exception:
+                log.exception("POST /verify/code failed")
+                outcome, status = "error", 503
     revealed = verdict is not None and verdict.reason in REVEALING
-    status = 429 if outcome in (LOCKED, TOO_MANY) else 200
+    if outcome in (LOCKED, TOO_MANY):
+        status = 429
     context = {
         "lang": lang,
         "t": TEXTS[lang],

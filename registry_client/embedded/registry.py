@@ -6,14 +6,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from typing import TypeVar
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from db.fast_access import FastAccess
 from registry_client import refs
 from registry_client.clock import Clock, utc_now
-from registry_client.embedded import convert
+from registry_client.embedded import convert, fast_reads
 from registry_client.embedded.dose_matching import case_closed_by_dose, dose_data, import_resolution_note
 from registry_client.embedded.tables import (
     AuditRow,
@@ -65,6 +66,7 @@ class EmbeddedRegistry:
     def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now, sla_working_days: int = 5) -> None:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._fast = FastAccess.for_engine(engine)
         self._clock = clock
         self._sla_days = sla_working_days
 
@@ -75,6 +77,14 @@ class EmbeddedRegistry:
     # -- plumbing ---------------------------------------------------------------------------
     def _session(self) -> AsyncSession:
         return self._sessions()
+
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
+        """The hot reads (a person, their doses): prebuilt Core statements, one round trip, through
+        `db.fast_access` (no aiosqlite thread hops on SQLite)."""
+        try:
+            return await self._fast.read(fn)
+        except (OperationalError, SAInterfaceError, OSError, ConnectionError) as exc:
+            raise RegistryUnavailable(f"database unavailable: {type(exc).__name__}") from exc
 
     async def _run(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
         try:
@@ -98,38 +108,14 @@ class EmbeddedRegistry:
 
     # -- persons ----------------------------------------------------------------------------
     async def find_person(self, national_id: str, date_of_birth: date) -> Person:
-        async def op(session: AsyncSession) -> Person:
-            row = await session.scalar(
-                select(PersonRow).where(
-                    PersonRow.national_id == national_id, PersonRow.date_of_birth == date_of_birth
-                )
-            )
-            if row is None:
-                raise RecordNotFound("no person with this national ID and date of birth")
-            return await self._load_person(session, row)
-
-        return await self._run(op)
+        return await self._read(lambda conn: fast_reads.person_by_identity(conn, national_id, date_of_birth))
 
     async def get_person(self, person_id: str) -> Person:
-        async def op(session: AsyncSession) -> Person:
-            return await self._load_person(session, await self._person_row(session, person_id))
-
-        return await self._run(op)
+        key = _person_id(person_id)
+        return await self._read(lambda conn: fast_reads.person_by_id(conn, key))
 
     async def find_persons_by_phone(self, phone: str) -> list[Person]:
-        async def op(session: AsyncSession) -> list[Person]:
-            rows = (
-                await session.scalars(
-                    select(PersonRow)
-                    .join(ContactRow, ContactRow.person_id == PersonRow.id)
-                    .where(ContactRow.phone == phone, ContactRow.removed_at.is_(None))
-                    .order_by(PersonRow.date_of_birth, PersonRow.id)
-                    .distinct()
-                )
-            ).all()
-            return [await self._load_person(session, r) for r in rows]
-
-        return await self._run(op)
+        return await self._read(lambda conn: fast_reads.persons_by_phone(conn, phone))
 
     async def create_person(self, new: NewPerson, actor: str) -> Person:
         async def op(session: AsyncSession) -> Person:
@@ -244,11 +230,8 @@ class EmbeddedRegistry:
         return [convert.dose(r, name) for r, name in rows]
 
     async def list_doses(self, person_id: str) -> list[Dose]:
-        async def op(session: AsyncSession) -> list[Dose]:
-            row = await self._person_row(session, person_id)
-            return await self._doses(session, row.id)
-
-        return await self._run(op)
+        key = _person_id(person_id)
+        return await self._read(lambda conn: fast_reads.doses_of(conn, key))
 
     async def _record_dose(self, session: AsyncSession, person_id: int, new: NewDose) -> Dose:
         product = lookup_product(new.product)
@@ -560,11 +543,12 @@ class EmbeddedRegistry:
             for e in entries
         ]
 
-        async def op(session: AsyncSession) -> None:
-            if rows:
-                await session.execute(insert(AuditRow), rows)
-
-        await self._run(op)
+        if not rows:
+            return
+        try:  # the writer thread on SQLite: no aiosqlite transaction holding the write lock
+            await self._fast.write(lambda conn: conn.execute(insert(AuditRow), rows))
+        except (OperationalError, SAInterfaceError, OSError, ConnectionError) as exc:
+            raise RegistryUnavailable(f"database unavailable: {type(exc).__name__}") from exc
 
     async def info(self) -> RegistryInfo:
         async def op(session: AsyncSession) -> RegistryInfo:

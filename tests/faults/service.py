@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from twilio.request_validator import RequestValidator
 
 from app import create_app
-from conversations.i18n import t
+from conversations.i18n import CATALOGUES, t
 from conversations.text import strip_diacritics
 from settings import Settings
 
@@ -39,6 +39,11 @@ FAMILY = (("001182003333", "02051982"), ("001210004444", "24122010"), ("00105000
 def expected(key: str, lang: str = "vi", **params: Any) -> str:
     """A catalogue text as an SMS/USSD caller sees it."""
     return strip_diacritics(t(lang, key, hotline=HOTLINE, **params))
+
+
+def expected_start(key: str, lang: str = "vi") -> str:
+    """The beginning of a catalogue text, up to its first variable part."""
+    return strip_diacritics(CATALOGUES[lang][key].split("{")[0])
 
 
 def base_settings(database_url: str, data_dir: Any, **overrides: Any) -> Settings:

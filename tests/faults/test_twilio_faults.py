@@ -13,8 +13,18 @@ from typing import Any
 
 import pytest
 
-from tests.faults.service import AN, BINH, CUONG, FAMILY, FAMILY_PHONE, Service, base_settings, expected, running
 from tests.fakes.twilio_api import TwilioStandIn
+from tests.faults.service import (
+    AN,
+    BINH,
+    CUONG,
+    FAMILY,
+    FAMILY_PHONE,
+    Service,
+    base_settings,
+    expected,
+    running,
+)
 
 TIMEOUT_FAULT_DELAY = 0.8  # the stand-in keeps a "timeout" request this long …
 SENDER_TIMEOUT = 0.3  # … and the sender gives up after this

@@ -78,7 +78,8 @@ async def load_case(console: Any, user: ConsoleUser, ref: str) -> CorrectionCase
 
 
 async def _close_the_loop(console: Any, case: CorrectionCase, dose_recorded: bool) -> tuple[bool, bool]:
-    reissued, link = False, None
+    reissued, link, person = False, None, None
+    doses: list[Any] = []
     if case.status.value == Decision.APPROVED.value and case.person_id is not None:
         person = await console.registry.get_person(case.person_id)
         doses = await console.registry.list_doses(case.person_id)
@@ -94,6 +95,11 @@ async def _close_the_loop(console: Any, case: CorrectionCase, dose_recorded: boo
         told = await console.citizen.case_resolved(case, link)
     except Exception:
         log.exception("could not tell the citizen about report %s", case.ref)
+    if reissued and person is not None:  # a certificate-code user gets the new code (issue 9)
+        try:
+            await console.citizen.renew_code_if_used(person, doses, "console:case-approval", case.language)
+        except Exception:
+            log.exception("could not send the new certificate code for report %s", case.ref)
     return told, reissued
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from outbox.store import OutboundMessage
 from registry_client.identity import mask_phone
-from registry_client.models import CorrectionCase, Person
+from registry_client.models import AuditEntry, CorrectionCase, Person
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,25 @@ class CitizenMessenger:
         )
         log.info("certificate code of person %s sent by %s over sms", person.id, actor)
         return SentLink("sms", mask_phone(phone), 1)
+
+    async def renew_code_if_used(
+        self, person: Person, doses: list[Any], actor: str, language: str = "vi"
+    ) -> bool:
+        """After a reissue, a person who had used a certificate code gets the new one by SMS (the
+        old code now answers "revoked" at checkpoints)."""
+        codes = getattr(self.certificates, "codes", None)
+        if codes is None or person.registered_phone is None or not await codes.has_code(person.id):
+            return False
+        sent = await self.send_certificate_code(person, doses, actor, language)
+        await self.state.registry.audit(
+            AuditEntry(
+                actor,
+                "certificate.code_sent",
+                person.id,
+                f"renewed after a reissue; sms to {sent.shown_address}",
+            )
+        )
+        return True
 
     async def case_resolved(self, case: CorrectionCase, certificate_link: str | None) -> bool:
         """Tells the citizen the outcome on the channel the report came from (the engine's

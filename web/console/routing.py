@@ -8,7 +8,6 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter
-from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.requests import Request
@@ -17,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from registry_client.errors import RecordNotFound, RegistryUnavailable
 from web.console.access import Denied, LoginRequired, PageNotFound
 from web.console.pages import redirect, render
+from web.request_errors import validation_error
 
 
 def _is_api(request: Request) -> bool:
@@ -55,7 +55,7 @@ class ConsoleRoute(APIRoute):
                 return _error(request, 503, "registry_unavailable")
             except RequestValidationError as exc:
                 if _is_api(request):
-                    return await request_validation_exception_handler(request, exc)
+                    return await validation_error(request, exc)  # never echoes the body
                 return _error(request, 422, "bad_input")
 
         return console_handler
