@@ -101,7 +101,7 @@ class SqlSessionStore:
         self.fast = FastAccess.for_engine(engine)
 
     async def close(self) -> None:
-        self.fast.close()
+        """Nothing of its own to close: `db.fast_access` closes with the engine's `dispose()`."""
 
     # -- reads ----------------------------------------------------------------------------------
     async def load(

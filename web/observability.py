@@ -67,7 +67,9 @@ REGISTRY_LATENCY = Histogram(
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 REGISTRY_BREAKER = Gauge("registry_breaker_open", "1 when the registry circuit breaker is open")
-REGISTRY_BREAKER_STATE = Gauge("registry_breaker_state", "Registry circuit breaker state (1 = current)", ["state"])
+REGISTRY_BREAKER_STATE = Gauge(
+    "registry_breaker_state", "Registry circuit breaker state (1 = current)", ["state"]
+)
 PENDING_WRITES = Gauge("registry_pending_writes", "Registry writes queued while the registry was down")
 
 BREAKER_STATES = ("closed", "open", "half-open")

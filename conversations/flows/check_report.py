@@ -9,6 +9,7 @@ from conversations.text import ddmmyyyy
 from registry_client.errors import RecordNotFound
 from registry_client.models import OPEN_STATUSES, CaseStatus, CorrectionCase, CorrectionQuery
 from registry_client.refs import parse_case_ref
+from registry_client.resilience import reset_stale_marker, served_stale_age
 
 NAME = "check"
 
@@ -29,8 +30,15 @@ async def begin(ctx: Context, argument: str | None) -> None:
     await prompt(ctx, "ref")
 
 
+def _with_age(ctx: Context, text: str) -> str:
+    """A state read from the cache while the registry is down says how old it is."""
+    age = served_stale_age()
+    return text if age is None else text + "\n" + ctx.t("common.stale", minutes=max(1, round(age / 60)))
+
+
 async def begin_for_person(ctx: Context) -> None:
     assert ctx.state.person_id is not None
+    reset_stale_marker()
     cases = await ctx.registry.list_corrections(
         CorrectionQuery(statuses=frozenset(OPEN_STATUSES), person_id=ctx.state.person_id, limit=10)
     )
@@ -40,7 +48,7 @@ async def begin_for_person(ctx: Context) -> None:
     for case in cases:
         lines.append(await _describe(ctx, case))
     lines.append(ctx.t("check.ask_ref"))
-    ctx.ask("\n".join(lines))
+    ctx.ask(_with_age(ctx, "\n".join(lines)))
 
 
 async def prompt(ctx: Context, step: str) -> None:
@@ -57,6 +65,7 @@ async def show_ref(ctx: Context, text: str) -> None:
         ctx.start_flow(NAME, "ref")
         ctx.ask(ctx.t("check.bad_ref"))
         return
+    reset_stale_marker()
     try:
         case = await ctx.registry.get_correction(ref)
     except RecordNotFound:
@@ -66,7 +75,7 @@ async def show_ref(ctx: Context, text: str) -> None:
         ctx.finish()
         return
     ctx.audit("case.view", case.person_id, case.ref)
-    ctx.ask(await _describe(ctx, case), back=False)
+    ctx.ask(_with_age(ctx, await _describe(ctx, case)), back=False)
     ctx.finish()
 
 

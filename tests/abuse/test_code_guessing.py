@@ -39,9 +39,13 @@ async def assert_locked_for_good(service: Service, reply_to_right_code: str) -> 
     assert await service.state.conversations.bindings.persons_for("ussd", ATTACKER) == []
 
 
-async def test_guessing_across_ussd_sessions_and_channels_locks_after_five(demo_db: str, tmp_path: Path) -> None:
+async def test_guessing_across_ussd_sessions_and_channels_locks_after_five(
+    demo_db: str, tmp_path: Path
+) -> None:
     async with running(base_settings(demo_db, tmp_path / "data")) as service:
-        assert (await request_code_by_ussd(service, ATTACKER)).startswith("CON " + expected("login.code_sent"))
+        assert (await request_code_by_ussd(service, ATTACKER)).startswith(
+            "CON " + expected("login.code_sent")
+        )
         right = await service.last_code(AN[0])
         guesses = wrong_guesses(right, 5)
 
@@ -58,7 +62,9 @@ async def test_guessing_across_ussd_sessions_and_channels_locks_after_five(demo_
 
         # by SMS: no new code within a minute, and a code is only taken where it was asked for
         sms = service.sms(ATTACKER)
-        assert (await sms.send(f"DK {AN[1]} {AN[2]}")).startswith(expected("login.resend_wait", seconds=60)[:20])
+        assert (await sms.send(f"DK {AN[1]} {AN[2]}")).startswith(
+            expected("login.resend_wait", seconds=60)[:20]
+        )
         assert (await sms.send(guesses[3])) == expected("help.sms")  # not compared with anything
 
         assert flat(await caller.send(guesses[3])).startswith("CON " + expected("login.bad_code", left=1))
@@ -66,7 +72,9 @@ async def test_guessing_across_ussd_sessions_and_channels_locks_after_five(demo_
 
         await assert_locked_for_good(service, flat(await caller.send(right)))
         metrics = (await service.client.get("/metrics")).text
-        assert 'otp_checks_total{outcome="wrong"}' in metrics and 'otp_checks_total{outcome="locked"}' in metrics
+        assert (
+            'otp_checks_total{outcome="wrong"}' in metrics and 'otp_checks_total{outcome="locked"}' in metrics
+        )
         assert 'otp_refusals_total{reason="locked"}' in metrics
 
 
@@ -80,7 +88,9 @@ async def test_guessing_on_two_instances_sharing_one_database(pg_demo: str, tmp_
         for number, guess in enumerate(wrong_guesses(right, 5)):
             instance = (first, second)[number % 2]
             answers.append(await instance.sms(ATTACKER).send(guess))
-        assert [a.split("\n")[0] for a in answers[:4]] == [expected("login.bad_code", left=n) for n in (4, 3, 2, 1)]
+        assert [a.split("\n")[0] for a in answers[:4]] == [
+            expected("login.bad_code", left=n) for n in (4, 3, 2, 1)
+        ]
         assert answers[4].startswith(expected("login.locked", minutes=15)), answers
         for instance in (first, second):
             reply = await instance.sms(ATTACKER).send(right)

@@ -33,7 +33,7 @@ from tests.faults.service import (
 )
 from web import observability
 
-UNKNOWN = [("001099%06d" % n, "01011990") for n in range(1, 8)]
+UNKNOWN = [(f"001099{n:06d}", "01011990") for n in range(1, 8)]
 
 
 @pytest.fixture
@@ -46,7 +46,9 @@ async def test_one_caller_trying_pairs_is_slowed_down(service: Service) -> None:
     sms = service.sms("+84900000301")
     for national_id, born in UNKNOWN[:4]:
         assert (await sms.send(f"DK {national_id} {born}")).startswith(expected("login.not_found"))
-    assert await sms.send(f"DK {UNKNOWN[4][0]} {UNKNOWN[4][1]}") == expected("login.not_found_limited", minutes=15)
+    assert await sms.send(f"DK {UNKNOWN[4][0]} {UNKNOWN[4][1]}") == expected(
+        "login.not_found_limited", minutes=15
+    )
     # now even a right pair is not looked up (no oracle), and no code goes out
     assert (await sms.send(f"DK {AN[1]} {AN[2]}")).startswith(expected_start("login.not_found_limited"))
     assert await service.outbox_to(AN[0], "otp") == []
@@ -56,7 +58,10 @@ async def test_one_caller_trying_pairs_over_many_ussd_sessions(service: Service)
     caller = service.ussd("+84900000302")
     for national_id, born in UNKNOWN[:4]:
         await caller.dial()
-        assert flat(await caller.answers("1", national_id, born)) == "CON " + expected("login.not_found") + " 0 Quay lai"
+        assert (
+            flat(await caller.answers("1", national_id, born))
+            == "CON " + expected("login.not_found") + " 0 Quay lai"
+        )
     await caller.dial()
     screen = flat(await caller.answers("1", *UNKNOWN[4]))
     assert screen.startswith("CON " + expected("login.not_found_limited", minutes=15)), screen
@@ -76,7 +81,9 @@ async def test_one_id_tried_from_many_phones_is_blocked_for_everybody(service: S
     assert reply.startswith(expected_start("login.not_found_limited")), reply
     assert await service.outbox_to(AN[0], "otp") == []
     # other people are not affected
-    assert (await service.sms("+84900000412").send(f"DK {BINH[1]} {BINH[2]}")).startswith(expected("login.code_sent"))
+    assert (await service.sms("+84900000412").send(f"DK {BINH[1]} {BINH[2]}")).startswith(
+        expected("login.code_sent")
+    )
 
 
 class SkippingClock:

@@ -27,11 +27,20 @@ BODIES: dict[str, tuple[bytes, str | None]] = {
     "huge number json": (b'{"birth_year": 1' + b"0" * 5000 + b"}", "application/json"),
     "json, not utf-8": (b'{"username": "\xff\xfe", "password": "\xc3"}', "application/json"),
     "json as text/plain": (b'{"username": "a", "password": "b"}', "text/plain"),
-    "form, not utf-8": (b"Body=\xff\xfe\xfd&From=%2B84901234567&text=\xc3", "application/x-www-form-urlencoded"),
+    "form, not utf-8": (
+        b"Body=\xff\xfe\xfd&From=%2B84901234567&text=\xc3",
+        "application/x-www-form-urlencoded",
+    ),
     "broken form": (b"a=%zz&&=&%%%=1&sessionId", "application/x-www-form-urlencoded"),
-    "form of 10,000 fields": (b"&".join(b"f%d=1" % n for n in range(10_000)), "application/x-www-form-urlencoded"),
+    "form of 10,000 fields": (
+        b"&".join(b"f%d=1" % n for n in range(10_000)),
+        "application/x-www-form-urlencoded",
+    ),
     "multipart without boundary": (b"junk", "multipart/form-data"),
-    "broken multipart": (b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\n1', "multipart/form-data; boundary=b"),
+    "broken multipart": (
+        b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\n1',
+        "multipart/form-data; boundary=b",
+    ),
     "binary": (bytes(range(256)) * 8, "application/octet-stream"),
     "xml": (b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY b "c">]><a>&b;</a>', "application/xml"),
     "no content type": (b"\x00\x01garbage", None),
@@ -127,24 +136,32 @@ async def test_every_route_answers_malformed_requests_with_4xx(service: Service)
             method, url, content=OVERSIZED, headers={"Content-Type": "application/x-www-form-urlencoded"}
         )
         if answer.status_code != 413:
-            server_errors.append(("anonymous", method, url, "oversized", answer.status_code, answer.text[:80]))
+            server_errors.append(
+                ("anonymous", method, url, "oversized", answer.status_code, answer.text[:80])
+            )
     assert server_errors == []
 
 
 @pytest.mark.parametrize("path", ["/ussd", "/sms/twilio", "/sms/twilio/status"])
 async def test_gateway_webhooks_refuse_bodies_far_above_their_size(service: Service, path: str) -> None:
     body = b"text=" + b"1*" * 40_000
-    answer = await service.client.post(path, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    answer = await service.client.post(
+        path, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert answer.status_code == 413
 
 
 async def test_validation_errors_do_not_echo_the_request(service: Service) -> None:
     """A 422 names the field and the problem; it does not send the body (a password) back."""
-    answer = await service.client.post("/api/agent/token", json={"username": ["admin1"], "password": "hunter2-secret"})
+    answer = await service.client.post(
+        "/api/agent/token", json={"username": ["admin1"], "password": "hunter2-secret"}
+    )
     assert answer.status_code == 422
     assert "hunter2-secret" not in answer.text and answer.json()["detail"][0]["loc"] == ["body", "username"]
     answer = await service.client.post(
-        "/api/agent/token", content=b"password=\xffsecret", headers={"Content-Type": "application/x-www-form-urlencoded"}
+        "/api/agent/token",
+        content=b"password=\xffsecret",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert answer.status_code == 422 and "secret" not in answer.text
 

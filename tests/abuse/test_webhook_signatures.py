@@ -48,7 +48,13 @@ def status_form() -> dict[str, str]:
 
 @pytest.mark.parametrize(
     "forgery",
-    ["no signature", "empty signature", "signed with another token", "signed for another URL", "body changed"],
+    [
+        "no signature",
+        "empty signature",
+        "signed with another token",
+        "signed for another URL",
+        "body changed",
+    ],
 )
 async def test_twilio_inbound_sms_forged(service: Service, forgery: str) -> None:
     params = service.sms("+84900000901").form(f"DK {AN[1]} {AN[2]}")
@@ -73,7 +79,9 @@ async def test_twilio_status_callback_forged(service: Service, forgery: str) -> 
     url = PUBLIC + "/sms/twilio/status"
     headers = {} if forgery == "no signature" else {"X-Twilio-Signature": sign(params, url, "another-token")}
     assert (await service.client.post("/sms/twilio/status", data=params, headers=headers)).status_code == 403
-    genuine = await service.client.post("/sms/twilio/status", data=params, headers={"X-Twilio-Signature": sign(params, url)})
+    genuine = await service.client.post(
+        "/sms/twilio/status", data=params, headers={"X-Twilio-Signature": sign(params, url)}
+    )
     assert genuine.status_code == 204
 
 
@@ -101,13 +109,31 @@ async def test_telegram_update_forged(service: Service, secret: str | None) -> N
 
 @pytest.mark.parametrize(
     ("headers", "query"),
-    [({}, ""), ({"X-Gateway-Token": ""}, ""), ({"X-Gateway-Token": "wrong"}, ""), ({}, "?token=wrong"), ({}, "?token=")],
+    [
+        ({}, ""),
+        ({"X-Gateway-Token": ""}, ""),
+        ({"X-Gateway-Token": "wrong"}, ""),
+        ({}, "?token=wrong"),
+        ({}, "?token="),
+    ],
 )
 async def test_ussd_request_forged(service: Service, headers: dict[str, str], query: str) -> None:
-    form = {"sessionId": "ATUid_forged", "serviceCode": "*384*2021#", "phoneNumber": AN[0], "networkCode": "45204"}
-    answer = await service.client.post("/ussd" + query, data={**form, "text": f"1*{AN[1]}*{AN[2]}"}, headers=headers)
+    form = {
+        "sessionId": "ATUid_forged",
+        "serviceCode": "*384*2021#",
+        "phoneNumber": AN[0],
+        "networkCode": "45204",
+    }
+    answer = await service.client.post(
+        "/ussd" + query, data={**form, "text": f"1*{AN[1]}*{AN[2]}"}, headers=headers
+    )
     assert answer.status_code == 403
     assert await service.outbox_to(AN[0]) == []
-    for genuine_headers, genuine_query in (({"X-Gateway-Token": USSD_TOKEN}, ""), ({}, f"?token={USSD_TOKEN}")):
-        genuine = await service.client.post("/ussd" + genuine_query, data={**form, "text": ""}, headers=genuine_headers)
+    for genuine_headers, genuine_query in (
+        ({"X-Gateway-Token": USSD_TOKEN}, ""),
+        ({}, f"?token={USSD_TOKEN}"),
+    ):
+        genuine = await service.client.post(
+            "/ussd" + genuine_query, data={**form, "text": ""}, headers=genuine_headers
+        )
         assert genuine.status_code == 200 and genuine.text.startswith("CON ")

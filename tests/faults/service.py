@@ -91,7 +91,9 @@ class Service:
 
 
 @asynccontextmanager
-async def running(settings: Settings, *, prepare: Callable[[FastAPI], Awaitable[None]] | None = None) -> AsyncIterator[Service]:
+async def running(
+    settings: Settings, *, prepare: Callable[[FastAPI], Awaitable[None]] | None = None
+) -> AsyncIterator[Service]:
     """The app with its lifespan, called over ASGI (no network, no thread)."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):

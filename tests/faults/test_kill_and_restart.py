@@ -57,7 +57,13 @@ class ServiceProcess:
             "SECRET_KEY": "kill-restart-secret",
             "OUTBOX_POLL_SECONDS": "0.2",
         }
-        for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM", "TELEGRAM_BOT_TOKEN", "REDIS_URL"):
+        for name in (
+            "TWILIO_ACCOUNT_SID",
+            "TWILIO_AUTH_TOKEN",
+            "TWILIO_FROM",
+            "TELEGRAM_BOT_TOKEN",
+            "REDIS_URL",
+        ):
             self.env.pop(name, None)
         self.process: subprocess.Popen[bytes] | None = None
         self.stderr = b""
@@ -182,7 +188,9 @@ def test_killed_mid_conversation_and_restarted(service: ServiceProcess) -> None:
         # the same gateway session: the code typed after the restart logs in and shows the doses
         (code,) = service.codes_to(AN[0])
         screen = an.send(code)
-        assert screen.startswith("CON ") and "Nguyen Van An" in screen and "Mui 1: AstraZeneca" in screen, screen
+        assert screen.startswith("CON ") and "Nguyen Van An" in screen and "Mui 1: AstraZeneca" in screen, (
+            screen
+        )
         # Twilio re-delivers the message the dead process had answered: same answer, no new code
         assert sms(http, service, BINH[0], f"DK {BINH[1]} {BINH[2]}", login_sid) == first_answer
         (binh_code,) = service.codes_to(BINH[0])

@@ -91,7 +91,11 @@ async def test_registry_database_stops(split_service: tuple[Service, TcpProxy, A
 
     metrics = (await service.client.get("/metrics")).text
     assert re.search(r"^registry_pending_writes [1-9]", metrics, re.M), "queued writes not in /metrics"
-    assert re.search(r'^registry_call_duration_seconds_count\{operation="list_doses",outcome="unavailable"\} [1-9]', metrics, re.M)
+    assert re.search(
+        r'^registry_call_duration_seconds_count\{operation="list_doses",outcome="unavailable"\} [1-9]',
+        metrics,
+        re.M,
+    )
     assert "registry_breaker_open 1.0" in metrics and 'registry_breaker_state{state="open"} 1.0' in metrics
     health = await service.client.get("/healthz")
     assert health.status_code == 200 and health.json()["degraded"]["registry"].startswith("circuit")
@@ -108,9 +112,7 @@ async def test_registry_database_stops(split_service: tuple[Service, TcpProxy, A
 
 
 @pytest.fixture
-async def single_database_service(
-    pg_demo: str, pg_proxy: TcpProxy, tmp_path: Path
-) -> AsyncIterator[Service]:
+async def single_database_service(pg_demo: str, pg_proxy: TcpProxy, tmp_path: Path) -> AsyncIterator[Service]:
     """The usual deployment: service and embedded registry in one PostgreSQL database."""
     settings = base_settings(through(pg_proxy, pg_demo) + "?connect_timeout=2", tmp_path / "data")
 

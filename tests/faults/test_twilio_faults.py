@@ -52,7 +52,9 @@ def twilio() -> Iterator[TwilioStandIn]:
 
 
 @pytest.fixture
-async def service(demo_db: str, tmp_path: Path, twilio: TwilioStandIn) -> AsyncIterator[tuple[Service, SteppedClock]]:
+async def service(
+    demo_db: str, tmp_path: Path, twilio: TwilioStandIn
+) -> AsyncIterator[tuple[Service, SteppedClock]]:
     settings = base_settings(
         demo_db,
         tmp_path / "data",
@@ -72,7 +74,9 @@ async def service(demo_db: str, tmp_path: Path, twilio: TwilioStandIn) -> AsyncI
 
 
 def outcome_counts(metrics: str) -> dict[str, float]:
-    found = re.findall(r'^outbox_delivery_outcomes_total\{channel="sms",outcome="(\w+)"\} ([\d.]+)', metrics, re.M)
+    found = re.findall(
+        r'^outbox_delivery_outcomes_total\{channel="sms",outcome="(\w+)"\} ([\d.]+)', metrics, re.M
+    )
     return {outcome: float(value) for outcome, value in found}
 
 
@@ -135,7 +139,9 @@ async def test_permanent_error_is_marked_with_its_code_and_never_retried(
 ) -> None:
     svc, clock = service
     before = outcome_counts((await svc.client.get("/metrics")).text)
-    assert (await svc.sms("+84900000201").send(f"DK {BINH[1]} {BINH[2]}")).startswith(expected("login.code_sent"))
+    assert (await svc.sms("+84900000201").send(f"DK {BINH[1]} {BINH[2]}")).startswith(
+        expected("login.code_sent")
+    )
     twilio.fail_next(1, code)
     await svc.state.outbox_worker.run_once()
     (row,) = await svc.outbox_to(BINH[0])

@@ -51,7 +51,9 @@ def is_busy(text: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def http_world(demo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[asyncio.Runner, Service]]:
+def http_world(
+    demo_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[asyncio.Runner, Service]]:
     folder = tmp_path_factory.mktemp("fuzz-http")
     shutil.copy(demo_template, folder / "vax.db")
     context = running(base_settings(f"sqlite:///{folder / 'vax.db'}", folder / "data"))
@@ -80,7 +82,9 @@ async def _play_http(service: Service, steps: list[tuple[str, str, str]]) -> Non
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     steps=st.lists(
-        st.tuples(st.sampled_from(["ussd", "sms"]), st.sampled_from(PHONES), st.one_of(TEXT, st.just("[dial]"))),
+        st.tuples(
+            st.sampled_from(["ussd", "sms"]), st.sampled_from(PHONES), st.one_of(TEXT, st.just("[dial]"))
+        ),
         min_size=1,
         max_size=10,
     )
@@ -93,7 +97,9 @@ def test_random_traffic_through_the_gateway_webhooks(
 
 
 @pytest.fixture(scope="module")
-def engine_world(demo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[asyncio.Runner, Stack]]:
+def engine_world(
+    demo_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[asyncio.Runner, Stack]]:
     folder = tmp_path_factory.mktemp("fuzz-telegram")
     shutil.copy(demo_template, folder / "vax.db")
     with asyncio.Runner() as runner:
@@ -102,7 +108,19 @@ def engine_world(demo_template: Path, tmp_path_factory: pytest.TempPathFactory) 
         runner.run(stack.close())
 
 
-COMMANDS = ["start", "help", "status", "certificate", "report", "check", "language", "logout", "menu", "code", "verify"]
+COMMANDS = [
+    "start",
+    "help",
+    "status",
+    "certificate",
+    "report",
+    "check",
+    "language",
+    "logout",
+    "menu",
+    "code",
+    "verify",
+]
 TELEGRAM_STEP = st.one_of(
     st.tuples(st.just("text"), TEXT),
     st.tuples(st.just("command"), st.sampled_from(COMMANDS), st.one_of(st.none(), TEXT)),
@@ -132,8 +150,12 @@ async def _play_telegram(stack: Stack, chat: str, steps: list[tuple[Any, ...]]) 
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(chat=st.sampled_from(["548213307", "100200300"]), steps=st.lists(TELEGRAM_STEP, min_size=1, max_size=10))
-def test_random_telegram_inputs(engine_world: tuple[asyncio.Runner, Stack], chat: str, steps: list[tuple[Any, ...]]) -> None:
+@given(
+    chat=st.sampled_from(["548213307", "100200300"]), steps=st.lists(TELEGRAM_STEP, min_size=1, max_size=10)
+)
+def test_random_telegram_inputs(
+    engine_world: tuple[asyncio.Runner, Stack], chat: str, steps: list[tuple[Any, ...]]
+) -> None:
     runner, stack = engine_world
     runner.run(_play_telegram(stack, chat, steps))
 
@@ -176,12 +198,16 @@ def login_first(channel: Channel, person: tuple[str, str]) -> list[str]:
 
 
 FLAPPING_STEP = st.one_of(
-    st.sampled_from(["[cut]", "[restore]", "[dial]", "1", "1", "3", "9", "MUI", "MUI", "PA", "0", "98", PINNED_CODE]),
+    st.sampled_from(
+        ["[cut]", "[restore]", "[dial]", "1", "1", "3", "9", "MUI", "MUI", "PA", "0", "98", PINNED_CODE]
+    ),
     st.sampled_from(MEANINGFUL),
 )
 
 
-async def _play_flapping(stack: Stack, proxy: TcpProxy, channel: Channel, address: str, steps: list[str]) -> None:
+async def _play_flapping(
+    stack: Stack, proxy: TcpProxy, channel: Channel, address: str, steps: list[str]
+) -> None:
     phone = Phone(stack, channel, address)
     try:
         for step in steps:

@@ -29,9 +29,6 @@ router = console_router(include_in_schema=True, tags=["console API"])
 
 
 def problem(status: int, detail: str, **headers: str) -> JSONResponse:
-    if status == 422:  # the shape /openapi.json documents for every 422 (FastAPI's HTTPValidationError)
-        errors = [{"type": "value_error", "loc": ["request"], "msg": detail}]
-        return JSONResponse({"detail": errors}, status_code=422, headers=headers or None)
     return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
 
 
