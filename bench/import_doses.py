@@ -34,49 +34,19 @@ from pathlib import Path
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
-COLUMNS = (
-    "national_id",
-    "full_name",
-    "date_of_birth",
-    "sex",
-    "phone",
-    "dose_number",
-    "vaccine",
-    "lot",
-    "administered_on",
-    "site_code",
-    "site_name",
-)
+sys.path.insert(0, str(ROOT))
+
+from registry_client.embedded.demo import FAMILY, GIVEN_F, GIVEN_M, MIDDLE_F, MIDDLE_M  # noqa: E402
+from registry_client.embedded.import_rows import COLUMNS  # noqa: E402
+
 # Province codes of the CCCD (the first three digits).
 PROVINCES = (
     1, 2, 4, 6, 8, 10, 11, 12, 14, 15, 17, 19, 20, 22, 24, 25, 26, 27, 30, 31, 33, 34, 35, 36, 37, 38,
     40, 42, 44, 45, 46, 48, 49, 51, 52, 54, 56, 58, 60, 62, 64, 66, 67, 68, 70, 72, 74, 75, 77, 79, 80,
     82, 83, 84, 86, 87, 89, 91, 92, 93, 94, 95, 96,
 )  # fmt: skip
-FAMILY = (
-    "Nguyễn",
-    "Trần",
-    "Lê",
-    "Phạm",
-    "Hoàng",
-    "Huỳnh",
-    "Phan",
-    "Vũ",
-    "Võ",
-    "Đặng",
-    "Bùi",
-    "Đỗ",
-    "Hồ",
-    "Ngô",
-)
-MIDDLE = {
-    "M": ("Văn", "Hữu", "Đức", "Minh", "Quang", "Công"),
-    "F": ("Thị", "Ngọc", "Thu", "Thanh", "Mai", "Kim"),
-}
-GIVEN = {
-    "M": ("Anh", "Bảo", "Dũng", "Hải", "Hùng", "Khoa", "Long", "Nam", "Phúc", "Quân", "Sơn", "Tuấn", "Việt"),
-    "F": ("Anh", "Châu", "Hà", "Hạnh", "Hoa", "Hương", "Lan", "Linh", "My", "Nga", "Phương", "Thảo", "Trang"),
-}
+MIDDLE = {"M": MIDDLE_M, "F": MIDDLE_F}
+GIVEN = {"M": GIVEN_M, "F": GIVEN_F}
 # how sites write the vaccine: common names and EU DCC product codes
 VACCINES = (
     "AstraZeneca", "EU/1/21/1529", "Pfizer", "EU/1/20/1528", "Moderna", "EU/1/20/1507", "Vero Cell",
