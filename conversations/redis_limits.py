@@ -77,17 +77,19 @@ class RedisRateCounters:
         return Effect(after_commit=apply)
 
     async def hit_now(self, key: str, *, limit: int, window: timedelta, block: timedelta) -> Hit:
+        """Counts first (one atomic INCR), then decides: however many requests race, only the
+        `limit`-th event blocks and every later one sees `was_blocked`. The window counter is not
+        reset when the block starts (a reset let racing requests count from zero again)."""
         try:
-            blocked = await self._blocked(key)
-            if blocked:
-                return Hit(0, blocked, True)
             item = _Window(limit, window.total_seconds())
             count = await self.storage.incr(item.key_for(key), item.get_expiry())
-            if count < limit:
-                return Hit(count, 0, False)
-            await self.limiter.hit(_Window(1, block.total_seconds()), f"{key}:block")
-            await self.storage.clear(item.key_for(key))
-            return Hit(count, math.ceil(block.total_seconds()), False)
+            blocked = await self._blocked(key)
+            if count > limit or blocked:
+                return Hit(count, blocked or math.ceil(block.total_seconds()), True)
+            if count == limit:
+                await self.limiter.hit(_Window(1, block.total_seconds()), f"{key}:block")
+                return Hit(count, math.ceil(block.total_seconds()), False)
+            return Hit(count, 0, False)
         except Exception as exc:  # noqa: BLE001
             self._failed("hit", exc)
             return await self.fallback.hit_now(key, limit=limit, window=window, block=block)
