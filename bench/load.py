@@ -340,7 +340,7 @@ async def run_journey(name: str, target: Target, users: Users) -> None:
                 await phone.send("3", "Ban muon bao")
                 for answer in REPORT_ANSWERS[:-1]:
                     await phone.send(answer)
-                await phone.send(REPORT_ANSWERS[-1], "Da nhan phan anh")
+                await phone.send(REPORT_ANSWERS[-1], ("Da nhan phan anh", "Ban da co phan anh"))
         elif channel == "sms":
             sms = Sms(target, who.phone, users.signer)
             if action == "status":
@@ -351,7 +351,7 @@ async def run_journey(name: str, target: Target, users: Users) -> None:
                 await sms.send("PA", "Ban muon bao")
                 for answer in REPORT_ANSWERS[:-1]:
                     await sms.send(answer)
-                await sms.send(REPORT_ANSWERS[-1], "Da nhan phan anh")
+                await sms.send(REPORT_ANSWERS[-1], ("Da nhan phan anh", "Ban da co phan anh"))
         else:
             chat = Telegram(target, who.phone)
             if action == "status":
@@ -416,6 +416,7 @@ def start_bot_api(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
         "from bot.local_bot_api import LocalBotApi\n"
         f"api = LocalBotApi(port={port}).start()\n"
         "print('ready', flush=True)\n"
+        "import os; os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nobody reads the pipe any more\n"
         "while True: time.sleep(3600)\n"
     )
     process = subprocess.Popen(

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -155,16 +156,19 @@ def free_port() -> int:
 def start_server(
     args: list[str], env: dict[str, str], port: int, probe: str = "/ussd"
 ) -> subprocess.Popen[bytes]:
-    """`python -m uvicorn ARGS` on 127.0.0.1:port; returns once it answers `probe`."""
+    """`python -m uvicorn ARGS` on 127.0.0.1:port; returns once it answers `probe`. The server's
+    log goes to a temporary file: a pipe nobody reads fills up and then blocks the server."""
+    log = tempfile.NamedTemporaryFile(prefix="vaxbench-server-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", *args, "--host", "127.0.0.1", "--port", str(port), *UVICORN_FLAGS],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
     )  # fmt: skip
+    log.close()
+    process.log_path = log.name  # type: ignore[attr-defined]
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            tail = process.stderr.read().decode()[-2000:] if process.stderr else ""
-            raise SystemExit(f"server did not start: {tail}")
+            raise SystemExit(f"server did not start: {Path(log.name).read_text()[-2000:]}")
         try:
             request = urllib.request.Request(f"http://127.0.0.1:{port}{probe}", data=b"x=1", method="POST")
             urllib.request.urlopen(request, timeout=1)
@@ -184,6 +188,9 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+    log = getattr(process, "log_path", None)
+    if log:
+        Path(log).unlink(missing_ok=True)
 
 
 def start_bare(workers: int, folder: Path) -> tuple[subprocess.Popen[bytes], int]:
