@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import socket
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,7 +30,12 @@ def metric(text: str, name: str) -> float:
 
 async def test_healthy_service_and_its_metrics(demo_db: str, tmp_path: Path) -> None:
     async with running(
-        base_settings(demo_db, tmp_path / "data", redis_url="redis://127.0.0.1:6379/0")
+        base_settings(
+            demo_db,
+            tmp_path / "data",
+            redis_url="redis://127.0.0.1:6379/0",
+            redis_key_prefix=f"vaxtest-{uuid.uuid4().hex[:8]}",  # counters must not leak between runs
+        )
     ) as service:
         health = await service.client.get("/healthz")
         assert health.status_code == 200 and health.json() == {"status": "ok"}, health.text
