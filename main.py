@@ -143,9 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(argv or [])
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["serve", *argv]  # `python main.py [--no-demo] [--workers N]` is `serve`
     args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["serve", *(argv or [])])
     try:
         settings = Settings()
     except Exception as exc:  # pydantic's message names the bad variable
