@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from registry_client.clock import as_utc
 from registry_client.embedded.tables import (
@@ -39,16 +40,28 @@ def person(row: PersonRow, contacts: Sequence[ContactRow]) -> Person:
         full_name=row.full_name,
         sex=Sex(row.sex) if row.sex else None,
         contacts=tuple(
-            Contact(
-                phone=c.phone,
-                added_at=as_utc(c.added_at),
-                removed_at=as_utc(c.removed_at) if c.removed_at else None,
-                verified=bool(c.verified),
-                verified_at=as_utc(c.verified_at) if c.verified_at else None,
-                evidence=c.evidence,
-            )
+            contact(c.phone, c.added_at, c.removed_at, c.verified, c.verified_at, c.evidence)
             for c in sorted(contacts, key=lambda c: c.id)
         ),
+    )
+
+
+def contact(
+    phone: str,
+    added_at: datetime,
+    removed_at: datetime | None,
+    verified: bool | None,
+    verified_at: datetime | None,
+    evidence: str | None,
+) -> Contact:
+    """A contact from stored columns (SQLite hands back naive UTC datetimes)."""
+    return Contact(
+        phone=phone,
+        added_at=as_utc(added_at),
+        removed_at=as_utc(removed_at) if removed_at else None,
+        verified=bool(verified),
+        verified_at=as_utc(verified_at) if verified_at else None,
+        evidence=evidence,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Row, Table, and_, bindparam, select
 
 from registry_client.clock import as_utc
+from registry_client.embedded import convert
 from registry_client.embedded.tables import ContactRow, DoseRow, PersonRow, SiteRow
 from registry_client.errors import RecordNotFound
 from registry_client.models import Contact, Dose, DoseSource, Person, Sex
@@ -82,13 +83,13 @@ def _persons(rows: Sequence[Row[Any]]) -> list[Person]:
             current, contacts = row, []
         if row.c_id is not None:
             contacts.append(
-                Contact(
-                    phone=row.c_phone,
-                    added_at=as_utc(row.c_added_at),
-                    removed_at=as_utc(row.c_removed_at) if row.c_removed_at else None,
-                    verified=bool(row.c_verified),
-                    verified_at=as_utc(row.c_verified_at) if row.c_verified_at else None,
-                    evidence=row.c_evidence,
+                convert.contact(
+                    row.c_phone,
+                    row.c_added_at,
+                    row.c_removed_at,
+                    row.c_verified,
+                    row.c_verified_at,
+                    row.c_evidence,
                 )
             )
     if current is not None:
