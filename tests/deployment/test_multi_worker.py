@@ -329,9 +329,10 @@ async def test_many_guesses_at_once_on_both_workers_are_locked_after_five(
         )
         wrong = [s for s in answers if "Ma khong dung" in s]
         assert len(wrong) <= 4, answers  # at most five guesses were compared; the fifth locked
-        assert all(
-            any(t in s for t in ("Ma khong dung", "tam khoa", "Khong co ma", "Tiem chung")) for s in answers
-        )
+        # wrong / locked / no pending code / main menu; under a burst on a loaded machine a turn may also
+        # get the polite "system busy, try again" reply — never a code check outside the lock
+        expected = ("Ma khong dung", "tam khoa", "Khong co ma", "Tiem chung", "he thong dang ban")
+        assert all(any(t in s for t in expected) for s in answers), answers
         right = await guess(client, b, code)  # the right code now does not log in
         assert "Da xac thuc" not in right, right
     with httpx.Client(timeout=15) as client:  # and no new code for this person on either worker
