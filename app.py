@@ -16,18 +16,20 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from bot import routes as telegram_routes
+from bot.wiring import start_telegram
+from certificates.service import build_certificate_service
+from conversations.wiring import wire_conversations
 from db.base import make_async_engine, make_sessionmaker
 from outbox.store import Outbox
 from registry_client.factory import build_registry
 from settings import Settings
 from sms_gateway import routes as sms_routes
+from sms_gateway.wiring import wire_sms
 from web import certificate_pages, observability, verify_code
-from web.console.wiring import install_console
+from web.console.wiring import install_console, setup_console
 from web.request_errors import MAX_REQUEST_BYTES, install_request_error_handlers
 
 log = logging.getLogger("vaxchannel")
-
-Loop = Callable[[], Awaitable[None]]
 
 
 async def _every(interval: float, name: str, tick: Callable[[], Awaitable[object]]) -> None:
@@ -56,24 +58,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ("registry-replay", 10.0, state.registry.replay_pending),
         ]
         # -- certificates (certificates/): state.certificates ------------------------------
-        from certificates.service import build_certificate_service
-
         state.certificates = build_certificate_service(settings, state.db_sessions)
         background.append(("certificate-code-attempts-cleanup", 3600.0, state.certificates.codes.cleanup))
         # -- conversations (conversations/): state.conversations ---------------------------
-        from conversations.wiring import wire_conversations
-
         wire_conversations(settings, state, background)  # state.conversations, state.case_notifier
         # -- channels (sms_gateway/, bot/): state.sms, state.telegram ----------------------
-        from sms_gateway.wiring import wire_sms
-
         wire_sms(settings, state, background)  # state.outbox_worker (senders["sms"]), state.sms_sender
-        from bot.wiring import start_telegram
-
         state.telegram = await start_telegram(settings, state, background)
         # -- console (web/console/): state.console -----------------------------------------
-        from web.console.wiring import setup_console
-
         setup_console(state)
         # -- observability (web/observability.py): metric hooks on the wired objects -------
         observability.instrument(state)
