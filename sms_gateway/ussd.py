@@ -25,7 +25,7 @@ from sms_gateway.forms import parse_form, read_body
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["ussd"])
 
-MAX_FORM_BYTES = 8 * 1024
+MAX_FORM_BYTES = 64 * 1024  # a whole session's inputs joined by `*`, URL-encoded; bounded
 MAX_INPUT_CHARS = 160
 
 

@@ -34,7 +34,7 @@ CASES = [
     ("missing text", with_fields(DIAL, text=None), 200, "CON Tiem chung COVID-19"),
     ("emoji input", with_fields(DIAL, text="😀"), 200, "CON Lua chon khong hop le"),
     ("only separators", with_fields(DIAL, text="***"), 200, "CON "),
-    ("oversized body", with_fields(DIAL, text="1" * 9000), 413, ""),
+    ("oversized body", with_fields(DIAL, text="1" * 70_000), 413, ""),
     ("non-UTF-8", DIAL.replace(b"text=", b"text=%FF%FE"), 400, ""),
 ]
 
