@@ -11,20 +11,30 @@ from conversations.ports import CertificateCodePort
 from conversations.text import ddmmyyyy
 from outbox.store import OutboundMessage
 from registry_client.identity import mask_phone
+from registry_client.models import Dose, Person
 
 NAME = "certificate"
 OFFER_CODE = "1"
 
 
-async def begin(ctx: Context) -> None:
+async def _holder_with_doses(ctx: Context) -> tuple[Person, list[Dose]] | None:
+    """The logged-in person and their doses; None (after saying so) when no dose is on record."""
     assert ctx.state.person_id is not None
     person = await ctx.person(ctx.state.person_id)
     doses = await ctx.registry.list_doses(person.id)
-    certificates = ctx.services.certificates
     if not doses:
         ctx.say("cert.no_doses")
         ctx.finish()
+        return None
+    return person, doses
+
+
+async def begin(ctx: Context) -> None:
+    found = await _holder_with_doses(ctx)
+    if found is None:
         return
+    person, doses = found
+    certificates = ctx.services.certificates
     if certificates is None:
         ctx.say("cert.unavailable")
         ctx.finish()
@@ -104,14 +114,11 @@ async def handle(ctx: Context, step: str, text: str) -> None:
 
 async def begin_code(ctx: Context) -> None:
     """`MA`/`CODE`: the certificate code by SMS to the registered phone."""
-    assert ctx.state.person_id is not None
-    person = await ctx.person(ctx.state.person_id)
-    doses = await ctx.registry.list_doses(person.id)
-    certificates = ctx.services.certificates
-    if not doses:
-        ctx.say("cert.no_doses")
-        ctx.finish()
+    found = await _holder_with_doses(ctx)
+    if found is None:
         return
+    person, doses = found
+    certificates = ctx.services.certificates
     if not isinstance(certificates, CertificateCodePort):
         ctx.say("cert.unavailable")
         ctx.finish()
