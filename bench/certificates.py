@@ -1,7 +1,7 @@
 """Certificate benchmark (issue 3): signatures/s, QR PNG renders/s against plain qrcode + Pillow
 on the same strings, cached renders/s, verifications/s. One process, one core.
 
-    /work/venv/bin/python bench/certificates.py [--n 300] [--baseline-n 40]
+    python bench/certificates.py [--n 300] [--baseline-n 40]
 
 Goals: first render >= 10x the qrcode baseline; >= 1,000 verifications/s.
 """

@@ -1,6 +1,6 @@
 """USSD channel benchmark (issue 4): concurrent simulated callers against the real service.
 
-    /work/venv/bin/python bench/channels.py [--callers 20] [--sessions 6] [--only sqlite-1,...]
+    python bench/channels.py [--callers 20] [--sessions 6] [--only sqlite-1,...]
 
 Configurations: `sqlite-N`, `postgres-N` (N uvicorn workers), and `pgredis-N`: PostgreSQL with
 REDIS_URL set (USSD session state, binding caches and rate counters in Redis).

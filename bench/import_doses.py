@@ -1,6 +1,6 @@
 """Benchmark of `python main.py import-doses` on PostgreSQL.
 
-    /work/venv/bin/python bench/import_doses.py [--rows 1000000]
+    python bench/import_doses.py [--rows 1000000]
 
 Generates N deterministic rows, writes the CSV to a temporary directory, creates a fresh PostgreSQL database on 127.0.0.1 (user postgres),
 runs the import as a child process (`python main.py import-doses`, so its peak RSS is the

@@ -1,6 +1,6 @@
 """Mixed load (issue 8): simulated USSD, SMS and Telegram users against the running service.
 
-    /work/venv/bin/python bench/load.py [--only sqlite-1,pgredis-2] [--seconds 10] [--users 24]
+    python bench/load.py [--only sqlite-1,pgredis-2] [--seconds 10] [--users 24]
 
 Configurations: `sqlite-1` (the embedded default: SQLite, one worker, no Redis) and `pgredis-2`
 (PostgreSQL + Redis, two uvicorn workers); also `sqlite-N`, `postgres-N`, `pgredis-N`. The

@@ -1,6 +1,6 @@
 """The embedded registry at national scale on PostgreSQL: lookups and the dose import.
 
-    /work/venv/bin/python bench/national_scale.py [--persons 10000000] [--import-rows 1000000]
+    python bench/national_scale.py [--persons 10000000] [--import-rows 1000000]
         [--lookups 5000] [--concurrency 8] [--keep] [--reuse DATABASE] [--no-import]
 
 1. Creates a fresh database on 127.0.0.1 (user postgres), migrates it (`db.migrate.migrate`), and
@@ -67,7 +67,7 @@ def say(message: str) -> None:
 def check_disk(conn: psycopg.Connection[Any], persons: int) -> None:
     need = persons * BYTES_PER_PERSON
     data_dir = str(conn.execute("SHOW data_directory").fetchone()[0])  # type: ignore[index]
-    for where in ("/work", data_dir):
+    for where in (str(Path(__file__).resolve().parents[1]), data_dir):  # this checkout, the database
         free = shutil.disk_usage(where).free
         say(f"disk: {free / 2**30:,.1f} GiB free at {where} (this size needs about {need / 2**30:,.1f} GiB)")
         if free < need * 1.5:

@@ -1,7 +1,7 @@
 """Telegram adapter benchmark (issue 5): updates/s through POST /telegram/webhook of the real app
 (real engine, embedded registry on a fresh SQLite file) with the Bot API stand-in over real HTTP.
 
-    /work/venv/bin/python bench/telegram_webhook.py [--n 200]
+    python bench/telegram_webhook.py [--n 200]
 
 Measured in the same run, one update at a time (Telegram delivers a chat's updates in order):
 - ignored: an edited message (secret check, JSON parse, processed-update row) — the adapter's floor;

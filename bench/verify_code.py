@@ -1,6 +1,6 @@
 """Certificate-code check benchmark (issue 9): POST /api/verify-code through HTTP.
 
-    /work/venv/bin/python bench/verify_code.py [--codes 100000] [--requests 2000] [--concurrency 1,4]
+    python bench/verify_code.py [--codes 100000] [--requests 2000] [--concurrency 1,4]
                                                [--db sqlite|postgres|both]
 
 A fresh database gets `--codes` issued certificates and their codes (bulk-inserted rows, as

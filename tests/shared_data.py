@@ -1,7 +1,6 @@
 """Where the team's shared conformance data is: `../shared` beside the checkout.
 
-`VAXCHANNEL_SHARED_DIR` overrides it; a clone elsewhere falls back to /work/shared. The data is
-read in place, never copied into the project.
+`VAXCHANNEL_SHARED_DIR` overrides it. The data is read in place, never copied into the project.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from pathlib import Path
 _CANDIDATES = [
     os.environ.get("VAXCHANNEL_SHARED_DIR"),
     str(Path(__file__).resolve().parents[2] / "shared"),
-    "/work/shared",
 ]
 
 
@@ -21,7 +19,8 @@ def shared_dir() -> Path:
         if candidate and (Path(candidate) / "conformance").is_dir():
             return Path(candidate)
     raise FileNotFoundError(
-        "the shared conformance data (../shared/conformance) is missing; set VAXCHANNEL_SHARED_DIR"
+        "the shared conformance data (../shared/conformance beside the checkout) is missing; "
+        "set VAXCHANNEL_SHARED_DIR"
     )
 
 
