@@ -127,7 +127,7 @@ class Context:
         ask_contact: bool = False,
     ) -> None:
         opts = [Option(k, v) for k, v in options]
-        if back:
+        if back and self.channel != Channel.SMS:  # by SMS a "0 Back" line means nothing: keywords lead
             opts.append(Option("0", self.t("common.back")))
         self.turn.replies.append(Reply(text, tuple(opts), ask_contact=ask_contact))
 

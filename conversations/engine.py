@@ -70,6 +70,11 @@ class Engine:
             await menu.handle(ctx, "ask", text)
             return
         if ctx.channel != Channel.USSD and (command := parse_keyword(text)) is not None:
+            if command.name == "help" and command.language is not None:
+                ctx.state.clear_flow()
+                ctx.state.resume = None
+                menu.help_text(ctx, language=command.language)  # HELP answers in English, HD in Vietnamese
+                return
             await self.command(ctx, command.name, command.argument)
             return
         if state.flow is not None and state.flow in FLOWS and state.step is not None:

@@ -28,10 +28,15 @@ KEYWORDS: dict[str, str] = {
 }
 
 
+ENGLISH = frozenset({"help", "login", "status", "cert", "report", "check", "code", "verify", "logout"})
+VIETNAMESE = frozenset({"hd", "dk", "mui", "qr", "pa", "kq", "ma", "kt", "dx"})
+
+
 @dataclass(frozen=True)
 class Command:
     name: str
     argument: str | None = None
+    language: str | None = None  # "en" for an English keyword (HELP, STATUS, …), "vi" for a Vietnamese one
 
 
 def parse_keyword(text: str) -> Command | None:
@@ -40,8 +45,9 @@ def parse_keyword(text: str) -> Command | None:
     if not folded:
         return None
     first, _, rest = folded.partition(" ")
-    name = KEYWORDS.get(first.strip(".,:;!?"))
+    word = first.strip(".,:;!?")
+    name = KEYWORDS.get(word)
     if name is None:
         return None
     argument = text.strip().split(None, 1)[1].strip() if rest else None
-    return Command(name, argument or None)
+    return Command(name, argument or None, "en" if word in ENGLISH else "vi" if word in VIETNAMESE else None)

@@ -1,12 +1,14 @@
-"""The main menu (INTERFACES §6 numbers), help, hotline, and resuming a dropped USSD session."""
+"""The main menu (its numbers are fixed: docs/ussd-menu.md), help, hotline, and resuming a dropped USSD
+session."""
 
 from __future__ import annotations
 
 from conversations.context import Context
-from conversations.model import Channel
+from conversations.i18n import t
+from conversations.model import Channel, Reply
 from conversations.text import short_name
 
-# USSD menu numbers are fixed by INTERFACES §6; 7 and 8 appear only when they apply.
+# USSD menu numbers are fixed (printed on posters); 7 and 8 appear only when they apply.
 STATUS, CERTIFICATE, REPORT, CHECK, LANGUAGE, VERIFY, ENTER_CODE, SWITCH, HOTLINE = (
     "1",
     "2",
@@ -75,11 +77,13 @@ async def choose(ctx: Context, text: str) -> None:
         await show(ctx, invalid=bool(choice))
 
 
-def help_text(ctx: Context) -> None:
-    if ctx.channel == Channel.TELEGRAM:
-        ctx.say("help.telegram")
+def help_text(ctx: Context, *, language: str | None = None) -> None:
+    """The list of commands; `language` answers an English HELP in English whatever the session's."""
+    key = "help.telegram" if ctx.channel == Channel.TELEGRAM else "help.sms"
+    if language is None or language == ctx.lang:
+        ctx.say(key)
     else:
-        ctx.say("help.sms")
+        ctx.turn.replies.append(Reply(t(language, key, hotline=ctx.config.hotline)))
     ctx.state.clear_flow()
 
 
