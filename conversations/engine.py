@@ -62,8 +62,17 @@ class Engine:
         state = ctx.state
         if text == MORE_KEY and state.pages:
             page = state.pages.pop(0)
-            ctx.turn.replies.append(Reply(page.text, tuple(Option(k, v) for k, v in page.options)))
+            options = tuple(Option(k, v) for k, v in page.options)
+            # `98` on the last page: say so, with the page's options (the caller stays where they were)
+            ctx.turn.replies.append(Reply(ctx.t("common.no_more") if page.shown else page.text, options))
             ctx.turn.end = page.end
+            if not state.pages and not page.end:
+                page.shown = True
+                state.pages = [page]  # kept until any other input, so `98` again is understood
+            return
+        if text == MORE_KEY and state.step == "done":  # `98` after a one-page answer
+            ctx.say("common.no_more")
+            ctx.finish()
             return
         state.pages = []
         if state.flow == "resume":

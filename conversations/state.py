@@ -13,6 +13,7 @@ class Page:
     text: str
     options: list[tuple[str, str]] = field(default_factory=list)
     end: bool = False  # USSD: the session ends with this page
+    shown: bool = False  # the last page, already shown: `98` again says there is no more
 
 
 @dataclass
@@ -41,7 +42,8 @@ class SessionState:
             "data": dict(self.data),
             "back": list(self.back),
             "pages": [
-                {"text": p.text, "options": [list(o) for o in p.options], "end": p.end} for p in self.pages
+                {"text": p.text, "options": [list(o) for o in p.options], "end": p.end, "shown": p.shown}
+                for p in self.pages
             ],
             "ussd_chain": list(self.ussd_chain),
             "last_replies": list(self.last_replies),
@@ -59,7 +61,12 @@ class SessionState:
         for key, value in data.items():
             if key == "pages":
                 state.pages = [
-                    Page(p["text"], [(k, v) for k, v in p.get("options", [])], bool(p.get("end")))
+                    Page(
+                        p["text"],
+                        [(k, v) for k, v in p.get("options", [])],
+                        bool(p.get("end")),
+                        bool(p.get("shown")),
+                    )
                     for p in value
                 ]
             elif hasattr(state, key):

@@ -15,6 +15,7 @@ MESSAGES: dict[str, str] = {
     "common.back": "Back",
     "common.menu": "Main menu",
     "common.more": "More",
+    "common.no_more": "That was the last page.",
     "common.skip": "Skip",
     "common.invalid_choice": "Invalid choice. Choose again:",
     "common.error": "Sorry, the service is busy. Please try again later or call {hotline}.",

@@ -16,6 +16,7 @@ MESSAGES: dict[str, str] = {
     "common.back": "Quay lại",
     "common.menu": "Menu chính",
     "common.more": "Xem tiếp",
+    "common.no_more": "Đã hết, không còn trang nào.",
     "common.skip": "Bỏ qua",
     "common.invalid_choice": "Lựa chọn không hợp lệ. Chọn lại:",
     "common.error": "Xin lỗi, hệ thống đang bận. Vui lòng thử lại sau hoặc gọi {hotline}.",
