@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
+import fcntl
 import json
 import logging
 import os
@@ -70,13 +71,14 @@ def reset_stale_marker() -> None:
     _stale_age.set(None)
 
 
+Ticks = Callable[[], float]  # a monotonic clock in seconds (time.monotonic; tests pin it)
+
+
 class CircuitBreaker:
     """Opens after `threshold` consecutive failures; lets one trial call through after `cooldown` s."""
 
-    def __init__(
-        self, threshold: int = 5, cooldown: float = 15.0, clock: Callable[[], float] = time.monotonic
-    ):
-        self.threshold, self.cooldown, self._clock = threshold, cooldown, clock
+    def __init__(self, threshold: int = 5, cooldown: float = 15.0, clock: Ticks = time.monotonic):
+        self.threshold, self.cooldown, self.clock = threshold, cooldown, clock
         self.failures = 0
         self.opened_at: float | None = None
 
@@ -84,7 +86,7 @@ class CircuitBreaker:
     def state(self) -> str:
         if self.opened_at is None:
             return "closed"
-        return "half-open" if self._clock() - self.opened_at >= self.cooldown else "open"
+        return "half-open" if self.clock() - self.opened_at >= self.cooldown else "open"
 
     def allow(self) -> bool:
         return self.state != "open"
@@ -95,16 +97,16 @@ class CircuitBreaker:
     def failure(self) -> None:
         self.failures += 1
         if self.failures >= self.threshold or self.opened_at is not None:
-            self.opened_at = self._clock()
+            self.opened_at = self.clock()
 
 
 class _ReadCache:
-    def __init__(self, ttl: float, max_items: int = 50_000) -> None:
-        self.ttl, self.max_items = ttl, max_items
+    def __init__(self, ttl: float, max_items: int = 50_000, clock: Ticks = time.monotonic) -> None:
+        self.ttl, self.max_items, self.clock = ttl, max_items, clock
         self._items: OrderedDict[tuple[Any, ...], tuple[float, Any]] = OrderedDict()
 
     def put(self, key: tuple[Any, ...], value: Any) -> None:
-        self._items[key] = (time.monotonic(), value)
+        self._items[key] = (self.clock(), value)
         self._items.move_to_end(key)
         while len(self._items) > self.max_items:
             self._items.popitem(last=False)
@@ -113,7 +115,7 @@ class _ReadCache:
         hit = self._items.get(key)
         if hit is None:
             return None
-        age = time.monotonic() - hit[0]
+        age = self.clock() - hit[0]
         if age > self.ttl:
             del self._items[key]
             return None
@@ -193,25 +195,45 @@ class PendingWrites:
             log.warning(
                 "pending-writes table unavailable (%s); journaling %s to file", type(exc).__name__, key
             )
-            self._journal.parent.mkdir(parents=True, exist_ok=True)
+            self._append_to_journal({"key": key, "operation": operation, "payload": payload})
+
+    def _append_to_journal(self, item: dict[str, Any]) -> None:
+        """One line, under an exclusive lock on the file it lands in. If the journal was renamed for
+        ingestion while we waited for the lock, the line goes to a fresh journal instead."""
+        self._journal.parent.mkdir(parents=True, exist_ok=True)
+        while True:
             with self._journal.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"key": key, "operation": operation, "payload": payload}) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+                try:
+                    current = os.stat(self._journal).st_ino == os.fstat(fh.fileno()).st_ino
+                except FileNotFoundError:
+                    current = False
+                if current:
+                    fh.write(json.dumps(item) + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                    return
 
     async def ingest_journal(self) -> None:
-        if not self._journal.exists():
-            return
-        lines = self._journal.read_text(encoding="utf-8").splitlines()
+        """Moves the journal into the table. The file is renamed first and read after, under the
+        lock writers take, so a line appended meanwhile is either read here or in the next journal."""
         moving = self._journal.with_suffix(".ingesting")
-        self._journal.replace(moving)
+        if not moving.exists():  # else an earlier ingestion stopped half-way: finish it first
+            try:
+                self._journal.replace(moving)
+            except FileNotFoundError:
+                return
         try:
-            for line in lines:
-                if line.strip():
-                    item = json.loads(line)
-                    await self.put(item["key"], item["operation"], item["payload"])
-        finally:
-            moving.unlink(missing_ok=True)
+            with moving.open(encoding="utf-8") as fh:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # waits for a writer still on this file
+                lines = fh.read().splitlines()
+        except FileNotFoundError:  # another worker ingested it meanwhile
+            return
+        for line in lines:
+            if line.strip():
+                item = json.loads(line)
+                await self.put(item["key"], item["operation"], item["payload"])  # idempotent by key
+        moving.unlink(missing_ok=True)
 
     async def open_items(self, limit: int = 100) -> list[PendingWriteRow]:
         async with self._sessions() as session:
@@ -254,13 +276,18 @@ class ResilientRegistry:
         cache_ttl: float = 900.0,
         sla_working_days: int = 5,
         clock: Clock = utc_now,
+        ticks: Ticks = time.monotonic,
     ) -> None:
         self.inner = inner
         self.pending = pending
         self.timeout, self.attempts = timeout, attempts
-        self.breaker = breaker or CircuitBreaker()
-        self.cache = _ReadCache(cache_ttl)
+        self.breaker = breaker or CircuitBreaker(clock=ticks)
+        self.cache = _ReadCache(cache_ttl, clock=ticks)
         self._sla_days, self._clock = sla_working_days, clock
+
+    def use_ticks(self, ticks: Ticks) -> None:
+        """The monotonic clock of the breaker's cool-down and the cache's ages (tests pin it)."""
+        self.breaker.clock = self.cache.clock = ticks
 
     def set_sla_working_days(self, days: int) -> None:
         """Working days to the due date of reports filed from now on (the console's SLA setting)."""
@@ -390,8 +417,8 @@ class ResilientRegistry:
         try:
             await self._call(lambda: self.inner.audit(entry))
         except RegistryUnavailable:
-            key = f"audit:{entry.at.isoformat() if entry.at else ''}:{entry.actor}:{entry.action}:{id(entry)}"
-            await self.pending.put(key[:64], "audit", _to_jsonable(entry))
+            # a random key: two lines of one actor, action and instant are two lines
+            await self.pending.put(f"audit:{uuid.uuid4().hex}", "audit", _to_jsonable(entry))
 
     async def audit_many(self, entries: Sequence[AuditEntry]) -> None:
         """Several audit lines in one call when the backend has `audit_many` (else `audit` each);
