@@ -1,10 +1,24 @@
 """Files citizens send (MMS media, the upload page): checked by type and size, stored under
-DATA_DIR/uploads, described as `InboundMedia` for the engine."""
+DATA_DIR/uploads, described as `InboundMedia` for the engine.
+
+MMS media are fetched only from Twilio (`download`): the URL a webhook names must be on the
+host of TWILIO_API_BASE (same scheme, host and port) and have the path of a Twilio media
+resource; it is fetched with the account's credentials. Twilio answers a media URL with a
+redirect to its media store; a redirect is followed (at most `MAX_REDIRECTS`, never with the
+credentials) only to `https` on a host of `TWILIO_MEDIA_HOSTS` that resolves to public
+addresses — anything else is refused unrequested. Only images (JPEG, PNG) up to MAX_BYTES are
+kept. The reason given back never repeats what the other side answered (status, content type).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import re
+import socket
 import uuid
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
@@ -16,6 +30,16 @@ KINDS = {  # content type → (extension, magic prefix)
     "image/png": ("png", b"\x89PNG\r\n\x1a\n"),
     "application/pdf": ("pdf", b"%PDF"),
 }
+MMS_TYPES = frozenset({"image/jpeg", "image/png"})  # what an MMS may bring
+# Where Twilio's media redirects lead (its media CDN); https only, public addresses only.
+TWILIO_MEDIA_HOSTS = frozenset({"media.twiliocdn.com", "mms.twiliocdn.com"})
+MAX_REDIRECTS = 2
+_MEDIA_PATH = re.compile(r"^/2010-04-01/Accounts/AC\w{1,64}/Messages/MM\w{1,64}/Media/ME\w{1,64}$")
+
+# Reasons (shown to the citizen in the reply): fixed words, never the remote side's answer.
+TOO_BIG = "> 10 MB"
+NOT_A_PHOTO = "not a photo"
+NOT_FETCHED = "download failed"
 
 
 class MediaRejected(Exception):
@@ -45,24 +69,80 @@ def store(data_dir: Path, content: bytes, declared_type: str | None, folder: str
     return InboundMedia(storage_path=str(path), content_type=content_type, size=len(content), filename=name)
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"https": 443, "http": 80}.get(scheme)
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def is_twilio_media_url(url: str, api_base: str) -> bool:
+    """True when `url` is a media resource on the configured Twilio API host."""
+    if any(ord(c) < 33 for c in url) or "@" in urlsplit(url).netloc:
+        return False
+    origin = _origin(url)
+    return origin[1] != "" and origin == _origin(api_base) and bool(_MEDIA_PATH.match(urlsplit(url).path))
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])
+    return ip.is_global and not ip.is_multicast
+
+
+async def _redirect_allowed(url: str) -> bool:
+    """A redirect target: https, a Twilio media host, and every address it resolves to is public."""
+    scheme, host, port = _origin(url)
+    if scheme != "https" or host not in TWILIO_MEDIA_HOSTS or "@" in urlsplit(url).netloc:
+        return False
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    return bool(infos) and all(_public(str(info[4][0])) for info in infos)
+
+
 async def download(
-    url: str, auth: tuple[str, str] | None, *, timeout: float = 10.0
+    url: str, auth: tuple[str, str] | None, *, api_base: str, timeout: float = 10.0
 ) -> tuple[bytes, str | None]:
-    """Fetches an MMS media URL (Twilio answers with a redirect to storage), at most MAX_BYTES."""
-    async with (
-        httpx.AsyncClient(timeout=timeout, follow_redirects=True, auth=auth) as client,
-        client.stream("GET", url) as response,
-    ):
-        if response.status_code != 200:
-            raise MediaRejected(f"download failed ({response.status_code})")
-        declared = response.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > MAX_BYTES:
-            raise MediaRejected(f"{int(declared) // (1024 * 1024)} MB > 10 MB")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > MAX_BYTES:
-                raise MediaRejected("> 10 MB")
-            chunks.append(chunk)
-        return b"".join(chunks), response.headers.get("content-type")
+    """Fetches an MMS media URL from Twilio (see the module docstring), at most MAX_BYTES of an image.
+    MediaRejected (with one of the fixed reasons) for anything else; nothing is requested from a
+    URL that is not Twilio's."""
+    if not is_twilio_media_url(url, api_base):
+        raise MediaRejected(NOT_FETCHED)
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        current, credentials = url, auth
+        for _ in range(MAX_REDIRECTS + 1):
+            async with client.stream("GET", current, auth=credentials) as response:
+                if response.is_redirect:
+                    target = urljoin(current, response.headers.get("location", ""))
+                    if not await _redirect_allowed(target):
+                        raise MediaRejected(NOT_FETCHED)
+                    current, credentials = target, None  # the account's credentials stay with Twilio
+                    continue
+                return await _read_image(response)
+    raise MediaRejected(NOT_FETCHED)
+
+
+async def _read_image(response: httpx.Response) -> tuple[bytes, str | None]:
+    if response.status_code != 200:
+        raise MediaRejected(NOT_FETCHED)
+    declared_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if declared_type not in MMS_TYPES:
+        raise MediaRejected(NOT_A_PHOTO)
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BYTES:
+        raise MediaRejected(TOO_BIG)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_BYTES:
+            raise MediaRejected(TOO_BIG)
+        chunks.append(chunk)
+    content = b"".join(chunks)
+    if sniff(content) not in MMS_TYPES:
+        raise MediaRejected(NOT_A_PHOTO)
+    return content, declared_type

@@ -1,8 +1,9 @@
 """Twilio SMS webhooks (INTERFACES §3): `POST /sms/twilio` (inbound) and `/sms/twilio/status`.
 
 With TWILIO_AUTH_TOKEN set, every request must carry a valid `X-Twilio-Signature` computed over
-PUBLIC_BASE_URL + path (403 otherwise). A repeated MessageSid gets the stored answer and is not
-processed twice. Bodies are bounded, must be UTF-8, and a missing sender is a 400 — never a 500.
+PUBLIC_BASE_URL + path; with it unset, the gateway token (sms_gateway.gateway_token). 403
+otherwise. A repeated MessageSid gets the stored answer and is not processed twice. Bodies are
+bounded, must be UTF-8, and a missing sender is a 400 — never a 500.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from registry_client.identity import mask_phone, normalize_phone
 from settings import Settings
 from sms_gateway import media
 from sms_gateway.forms import parse_form, read_body
+from sms_gateway.gateway_token import require_gateway_token
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["sms"])
@@ -55,6 +57,8 @@ def signed_url(settings: Settings, request: Request) -> str:
 
 async def read_twilio_form(request: Request) -> dict[str, str]:
     settings: Settings = request.app.state.settings
+    if not settings.twilio_auth_token:
+        require_gateway_token(settings, request)  # before the body is read
     params = parse_form(await read_body(request, MAX_FORM_BYTES))
     if settings.twilio_auth_token:
         signature = request.headers.get("X-Twilio-Signature", "")
@@ -88,7 +92,7 @@ async def _media(
         if not url:
             continue
         try:
-            content, declared = await media.download(url, auth)
+            content, declared = await media.download(url, auth, api_base=settings.twilio_api_base)
             stored.append(
                 media.store(
                     settings.data_dir,

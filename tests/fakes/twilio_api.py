@@ -20,7 +20,8 @@ Endpoints:
   (`sid` "SM…", `status` "queued"), or Twilio's error JSON (`code`, `message`, `more_info`, `status`).
 - `GET /2010-04-01/Accounts/{sid}/Messages/{MessageSid}.json` — the message as JSON.
 - `GET /2010-04-01/Accounts/{sid}/Messages/{MM…}/Media/{ME…}` — media added with `add_media()`
-  (for inbound-MMS tests: Twilio's MediaUrl0 points at such a URL; basic auth required).
+  (for inbound-MMS tests: Twilio's MediaUrl0 points at such a URL; basic auth required), or a 307
+  redirect added with `add_media_redirect()`.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ class TwilioStandIn:
         self.requests: list[tuple[str, str, int]] = []  # (method, path, answered status)
         self._faults: list[int | str] = []
         self._media: dict[str, tuple[bytes, str]] = {}
+        self._redirects: dict[str, str] = {}
         self._cond = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -167,6 +169,13 @@ class TwilioStandIn:
         msid, meid = _sid("MM"), _sid("ME")
         with self._cond:
             self._media[meid] = (content, content_type)
+        return f"{self.base_url}/2010-04-01/Accounts/{self.account_sid}/Messages/{msid}/Media/{meid}"
+
+    def add_media_redirect(self, location: str) -> str:
+        """A Twilio-shaped media URL that answers 307 to `location` (as Twilio redirects to its CDN)."""
+        msid, meid = _sid("MM"), _sid("ME")
+        with self._cond:
+            self._redirects[meid] = location
         return f"{self.base_url}/2010-04-01/Accounts/{self.account_sid}/Messages/{msid}/Media/{meid}"
 
     def sent_to(self, to: str) -> list[SentMessage]:
@@ -355,6 +364,13 @@ class _Handler(BaseHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path).path
         if (match := _MEDIA.match(path)) is not None:
             if not self._authorized(match["sid"]):
+                return
+            location = self.standin._redirects.get(match["meid"])
+            if location is not None:
+                self.send_response(307)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
             item = self.standin._media.get(match["meid"])
             if item is None:
