@@ -12,6 +12,7 @@ from outbox.store import OutboundMessage
 from registry_client.errors import RecordNotFound
 from registry_client.identity import mask_phone, normalize_phone, parse_ddmmyyyy
 from registry_client.models import CaseKind, ClaimedDose, DosesConcerned, NewCorrection
+from registry_client.routing import match_site, site_candidates
 from registry_client.vaccines import lookup_product
 
 NAME = "report"
@@ -54,6 +55,10 @@ async def prompt(ctx: Context, step: str) -> None:
         ctx.ask(ctx.t("report.ask_date"), [skip])
     elif step == "site":
         ctx.ask(ctx.t("report.ask_site"), [skip])
+    elif step == "site_pick":
+        picks = ctx.state.data.get("site_picks", [])
+        options = [(str(i), name) for i, (_, name) in enumerate(picks, start=1)]
+        ctx.ask(ctx.t("report.pick_site"), [*options, (SKIP, ctx.t("report.site_none_of_these"))])
     elif step == "vaccine":
         ctx.ask(ctx.t("report.ask_vaccine"), [*VACCINES.items(), (SKIP, ctx.t("report.vaccine_other"))])
     elif step == "workplace":
@@ -79,7 +84,7 @@ def _summary(ctx: Context) -> dict[str, str]:
         "kind": kind,
         "dose": ctx.t(DOSE_LABELS[data["dose"]]),
         "date": data.get("date_text") or unknown,
-        "site": data.get("site") or unknown,
+        "site": data.get("site_name") or data.get("site") or unknown,
         "vaccine": data.get("vaccine_name") or unknown,
     }
 
@@ -111,8 +116,18 @@ async def handle(ctx: Context, step: str, text: str) -> None:
             data["date"], data["date_text"] = when.isoformat(), ddmmyyyy(when)
         await _next(ctx, "site")
     elif step == "site":
-        data["site"] = None if answer == SKIP or not answer else answer[:120]
-        await _next(ctx, "vaccine")
+        await _site(ctx, None if answer == SKIP or not answer else answer[:120])
+    elif step == "site_pick":
+        picks = data.get("site_picks", [])
+        if answer == SKIP:
+            data.pop("site_picks", None)  # none of these: the typed name is kept, as typed
+            await _next(ctx, "vaccine")
+        elif answer.isdigit() and 1 <= int(answer) <= len(picks):
+            data["site"], data["site_name"] = picks[int(answer) - 1]
+            data.pop("site_picks", None)
+            await _next(ctx, "vaccine")
+        else:
+            await _invalid(ctx, step)
     elif step == "vaccine":
         await _vaccine(ctx, answer)
     elif step == "workplace":
@@ -129,6 +144,27 @@ async def handle(ctx: Context, step: str, text: str) -> None:
         await _submit(ctx)
     else:
         await _invalid(ctx, step)
+
+
+async def _site(ctx: Context, typed: str | None) -> None:
+    """The site named: one that matches without doubt is taken (its code routes the report); a name
+    close to several sites offers the best 2–3 to pick from; anything else is kept as typed."""
+    data = ctx.state.data
+    data["site"], data["site_name"] = typed, None
+    if typed is None:
+        await _next(ctx, "vaccine")
+        return
+    sites = await ctx.registry.list_sites()
+    site = match_site(typed, sites)
+    candidates = [site] if site is not None else site_candidates(typed, sites)
+    if len(candidates) == 1:
+        data["site"], data["site_name"] = candidates[0].code, candidates[0].name
+        await _next(ctx, "vaccine")
+    elif candidates:
+        data["site_picks"] = [[c.code, c.name] for c in candidates]
+        await _next(ctx, "site_pick")
+    else:
+        await _next(ctx, "vaccine")
 
 
 async def _vaccine(ctx: Context, answer: str) -> None:

@@ -100,6 +100,8 @@ MESSAGES: dict[str, str] = {
     "report.ask_date": "Date of the dose (DDMMYYYY, e.g. 08102021):",
     "report.bad_date": "That date is not valid. Use DDMMYYYY, e.g. 08102021:",
     "report.ask_site": "Where were you vaccinated (site code or name)?",
+    "report.pick_site": "Did you mean:",
+    "report.site_none_of_these": "None of these",
     "report.ask_vaccine": "Which vaccine?",
     "report.vaccine_other": "Other/unknown",
     "report.ask_workplace": "Your workplace or school (for checking):",

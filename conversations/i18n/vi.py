@@ -106,6 +106,8 @@ MESSAGES: dict[str, str] = {
     "report.ask_date": "Ngày tiêm (NNTTNNNN, vd 08102021):",
     "report.bad_date": "Ngày không hợp lệ. Nhập dạng NNTTNNNN, vd 08102021:",
     "report.ask_site": "Nơi tiêm (mã hoặc tên cơ sở):",
+    "report.pick_site": "Có phải nơi tiêm là:",
+    "report.site_none_of_these": "Không phải các nơi trên",
     "report.ask_vaccine": "Loại vắc xin:",
     "report.vaccine_other": "Khác/không rõ",
     "report.ask_workplace": "Nơi làm việc hoặc học tập (để xác minh):",
