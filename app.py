@@ -28,6 +28,7 @@ from sms_gateway.wiring import wire_sms
 from web import certificate_pages, observability, verify_code
 from web.console.wiring import install_console, setup_console
 from web.request_errors import MAX_REQUEST_BYTES, install_request_error_handlers
+from web.security_headers import SecurityHeadersMiddleware
 
 log = logging.getLogger("vaxchannel")
 
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="VaxChannel", version="0.1.0", lifespan=lifespan, max_body_size=MAX_REQUEST_BYTES)
     install_request_error_handlers(app)  # malformed requests: 4xx, never 500
     app.add_middleware(observability.MetricsMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)  # CSP, frames, nosniff, referrer on every response
     app.include_router(observability.router)
     app.include_router(verify_code.router)
     app.include_router(sms_routes.router)
