@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from certificates import hcert, qr, valuesets
@@ -47,10 +48,15 @@ log = logging.getLogger(__name__)
 
 SUPERSEDED = "superseded by correction/import"
 RENEWED = "superseded by renewal"
+_ISSUE_ATTEMPTS = 5
 
 
 class CertificateError(Exception):
     """A certificate cannot be issued for this person (a user-facing condition, not a bug)."""
+
+
+class _IssuedMeanwhile(Exception):
+    """Another worker changed the person's live certificate between our read and our write."""
 
 
 class NoDoses(CertificateError):
@@ -193,23 +199,51 @@ class CertificateService:
         if valuesets.product(latest.product) is None:
             raise UnknownProduct(latest.product)
         digest = fingerprint(holder, doses)
-        async with self._lock(holder.id):
-            now = self._clock()
-            async with self.sessions() as session, session.begin():
-                current = await session.scalar(
-                    select(IssuedCertificateRow)
+        async with self._lock(holder.id):  # this worker's callers queue; other workers meet the index
+            for attempt in range(_ISSUE_ATTEMPTS):
+                try:
+                    return await self._issue_once(holder, latest, summaries, digest)
+                except (IntegrityError, _IssuedMeanwhile):
+                    # another worker issued for this person meanwhile: the database kept one live
+                    # certificate (uq_issued_certificates_live_person); look again, it may be ours too
+                    log.info("concurrent issue for one person, retrying (attempt %d)", attempt + 1)
+            raise CertificateError("the certificate could not be stored, try again")
+
+    async def _issue_once(
+        self, holder: HolderLike, latest: DoseLike, summaries: tuple[DoseSummary, ...], digest: str
+    ) -> IssuedCertificate:
+        now = self._clock()
+        async with self.sessions() as session, session.begin():
+            current = await session.scalar(
+                select(IssuedCertificateRow)
+                .where(
+                    IssuedCertificateRow.person_id == holder.id,
+                    IssuedCertificateRow.revoked_at.is_(None),
+                )
+                .order_by(IssuedCertificateRow.id.desc())
+                .limit(1)
+            )
+            if current and current.fingerprint == digest and as_utc(current.expires_at) > now:
+                record = CertificateRecord.from_row(current)
+                return self._issued(record, holder, summaries, reused=True)
+            record = self._sign(holder, latest, summaries, now)
+            reason = RENEWED if current is not None and current.fingerprint == digest else SUPERSEDED
+            # revoke first, then insert: the partial unique index allows one live row per person
+            superseded = (
+                await session.scalars(
+                    update(IssuedCertificateRow)
                     .where(
                         IssuedCertificateRow.person_id == holder.id,
                         IssuedCertificateRow.revoked_at.is_(None),
                     )
-                    .order_by(IssuedCertificateRow.id.desc())
-                    .limit(1)
+                    .values(revoked_at=now, revoke_reason=reason)
+                    .returning(IssuedCertificateRow.uvci)
                 )
-                if current and current.fingerprint == digest and as_utc(current.expires_at) > now:
-                    record = CertificateRecord.from_row(current)
-                    return self._issued(record, holder, summaries, reused=True)
-                record = self._sign(holder, latest, summaries, now)
-                row = IssuedCertificateRow(
+            ).all()
+            if sorted(superseded) != ([current.uvci] if current is not None else []):
+                raise _IssuedMeanwhile()  # rolls back: what we read is no longer the live set
+            session.add(
+                IssuedCertificateRow(
                     person_id=holder.id,
                     uvci=record.uvci,
                     fingerprint=digest,
@@ -220,23 +254,10 @@ class CertificateService:
                     latest_dose_on=record.latest_dose_on,
                     hc1=record.hc1,
                 )
-                session.add(row)
-                await session.flush()
-                reason = RENEWED if current is not None and current.fingerprint == digest else SUPERSEDED
-                superseded = (
-                    await session.scalars(
-                        update(IssuedCertificateRow)
-                        .where(
-                            IssuedCertificateRow.person_id == holder.id,
-                            IssuedCertificateRow.revoked_at.is_(None),
-                            IssuedCertificateRow.id != row.id,
-                        )
-                        .values(revoked_at=now, revoke_reason=reason)
-                        .returning(IssuedCertificateRow.uvci)
-                    )
-                ).all()
-            for uvci in superseded:  # after the commit
-                self.revocations.note(Revocation(uvci, now, reason))
+            )
+            await session.flush()
+        for uvci in superseded:  # after the commit
+            self.revocations.note(Revocation(uvci, now, reason))
         return self._issued(record, holder, summaries, reused=False)
 
     def _sign(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, DateTime, Index, Integer, String, Text
+from sqlalchemy import Date, DateTime, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base, BigId
@@ -12,7 +12,17 @@ from db.base import Base, BigId
 
 class IssuedCertificateRow(Base):
     __tablename__ = "issued_certificates"
-    __table_args__ = (Index("ix_issued_certificates_person_id_id", "person_id", "id"),)
+    __table_args__ = (
+        Index("ix_issued_certificates_person_id_id", "person_id", "id"),
+        # at most one live (unrevoked) certificate per person, whichever worker issues it
+        Index(
+            "uq_issued_certificates_live_person",
+            "person_id",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     person_id: Mapped[str] = mapped_column(String(64))
