@@ -5,7 +5,37 @@ from __future__ import annotations
 import argparse
 import sys
 
-from settings import Settings
+from settings import GATEWAY_TOKEN_FILE, TELEGRAM_SECRET_FILE, Settings
+
+
+def channel_auth_lines(settings: Settings) -> list[str]:
+    """How each channel knows its callers, one line each, for the start banner (never a secret)."""
+    data_dir = settings.data_dir
+    ussd = (
+        "gateway token from USSD_GATEWAY_TOKEN"
+        if settings.ussd_gateway_token
+        else f"gateway token from DATA_DIR/{GATEWAY_TOKEN_FILE} ({data_dir / GATEWAY_TOKEN_FILE})"
+    )
+    sms = (
+        "Twilio signature (TWILIO_AUTH_TOKEN)"
+        if settings.twilio_auth_token
+        else "gateway token, as for USSD (TWILIO_AUTH_TOKEN unset)"
+    )
+    if not settings.telegram_bot_token:
+        telegram = "disabled (TELEGRAM_BOT_TOKEN unset)"
+    elif settings.telegram_mode == "polling":
+        telegram = "polling (no webhook route)"
+    elif settings.telegram_webhook_secret:
+        telegram = "webhook with secret from TELEGRAM_WEBHOOK_SECRET"
+    else:
+        telegram = f"webhook with secret from DATA_DIR/{TELEGRAM_SECRET_FILE} ({data_dir / TELEGRAM_SECRET_FILE})"
+    metrics = "Bearer METRICS_TOKEN" if settings.metrics_token else "open (METRICS_TOKEN unset)"
+    return [
+        f"  USSD          : {ussd}",
+        f"  SMS           : {sms}",
+        f"  Telegram      : {telegram}",
+        f"  metrics, docs : {metrics}",
+    ]
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -15,7 +45,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from registry_client.embedded.demo import ensure_demo_data
     from web.structured_logs import configure_logging
 
-    configure_logging()
+    configure_logging(settings)  # resolves (generates at first start) the channel secrets too
     migrate(settings.database_url)
     if settings.registry_backend == "embedded" and not args.no_demo:
         loaded = ensure_demo_data(settings)
@@ -29,7 +59,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         f"  API docs      : {base}/docs\n"
         f"  health        : {base}/healthz\n"
         f"  simulator     : python main.py simulate ussd --phone +84901234567   (or sms / telegram)\n"
-        f"  outbound SMS  : {'Twilio' if settings.twilio_enabled else 'local outbox (shown by the simulator and console)'}",
+        f"  outbound SMS  : {'Twilio' if settings.twilio_enabled else 'local outbox (shown by the simulator and console)'}\n"
+        "Callers of each channel are authenticated by:\n" + "\n".join(channel_auth_lines(settings)),
         flush=True,
     )
     if args.workers > 1:
@@ -51,7 +82,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 def _import_doses(settings: Settings, args: argparse.Namespace) -> int:
     from registry_client.embedded.importer import run_import_cli
 
-    return run_import_cli(settings, args.file)
+    return run_import_cli(settings, args.file, as_json=args.json)
 
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
@@ -103,8 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (PostgreSQL for >1)")
     serve.set_defaults(func=_serve)
 
-    imp = sub.add_parser("import-doses", help="import persons and doses from a CSV file (INTERFACES §5)")
+    imp = sub.add_parser(
+        "import-doses",
+        help="import persons and doses from a CSV file (columns: docs/import-file.md)",
+        description="Import persons and doses from a CSV file (columns and rules: docs/import-file.md). "
+        "Idempotent; rejected rows go to FILE.rejected.csv. Exit 0 when the file was processed, even with "
+        "rejected rows.",
+    )
     imp.add_argument("file")
+    imp.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     imp.set_defaults(func=_import_doses)
 
     sim = sub.add_parser("simulate", help="an interactive phone in the terminal")

@@ -75,6 +75,26 @@ class ImportSummary:
     def rows_per_second(self) -> float:
         return self.rows_read / self.seconds if self.seconds > 0 else 0.0
 
+    def to_json(self) -> dict[str, Any]:
+        """The summary for scripts (`import-doses --json`): counts, the rejected rows' file, reasons."""
+        return {
+            "file": str(self.source),
+            "rows_read": self.rows_read,
+            "persons_created": self.persons_created,
+            "doses_added": self.doses_added,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "rejected_file": str(self.rejected_file) if self.rejected_file else None,
+            "rejected_by_reason": dict(self.rejected_by_reason.most_common()),
+            "sites_created": self.sites_created,
+            "contacts_added": self.contacts_added,
+            "cases_closed": self.cases_closed,
+            "cases_linked": self.cases_linked,
+            "warnings": self.warnings,
+            "warnings_by_reason": dict(self.warnings_by_reason.most_common()),
+            "seconds": round(self.seconds, 3),
+        }
+
     def render(self) -> str:
         out = [
             f"Imported {self.source.name}",

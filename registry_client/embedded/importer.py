@@ -8,6 +8,7 @@ that disagrees with a stored dose is rejected, never written over. Rejected rows
 
 from __future__ import annotations
 
+import json
 import queue
 import sys
 import threading
@@ -239,8 +240,9 @@ def _audit_detail(summary: ImportSummary) -> str:
     )
 
 
-def run_import_cli(settings: Any, path: str) -> int:
-    """The CLI command: 0 when the file was processed (even with rejected rows), non-zero otherwise."""
+def run_import_cli(settings: Any, path: str, *, as_json: bool = False) -> int:
+    """The CLI command: 0 when the file was processed (even with rejected rows), non-zero otherwise.
+    `as_json` prints the summary as one JSON object (scripts read `rejected` and `rejected_file`)."""
     if getattr(settings, "registry_backend", "embedded") != "embedded":
         print(
             "import-doses writes to the embedded registry; REGISTRY_BACKEND is "
@@ -287,7 +289,7 @@ def run_import_cli(settings: Any, path: str) -> int:
         return 130
     finally:
         engine.dispose()
-    print(summary.render(), flush=True)
+    print(json.dumps(summary.to_json(), ensure_ascii=False) if as_json else summary.render(), flush=True)
     return 0
 
 

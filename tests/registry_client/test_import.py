@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 from collections.abc import AsyncIterator
 from datetime import date
@@ -503,3 +504,21 @@ async def test_rejected_rows_that_cannot_be_written_stop_the_import(
     code, _out, err = run_cli(payload("mixed.csv", tmp_path), capsys)
     assert code == 3
     assert "cannot write the rejected rows to" in err and "run the same command again" in err
+
+
+async def test_json_summary_tells_a_script_how_many_rows_were_rejected_and_where(
+    cli_env: str, registry: EmbeddedRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = payload("mixed.csv", tmp_path)
+    code = main.main(["import-doses", str(source), "--json"])
+    out, _err = capsys.readouterr()
+    assert code == 0  # processed, even with rejected rows
+    summary = json.loads(out)
+    assert summary["rows_read"] == 20 and summary["doses_added"] == 5 and summary["unchanged"] == 1
+    assert summary["rejected"] == len(MIXED_REJECTED)
+    assert summary["rejected_file"] == str(tmp_path / "mixed.rejected.csv")
+    assert sum(summary["rejected_by_reason"].values()) >= len(MIXED_REJECTED)
+
+    code = main.main(["import-doses", str(source), "--json"])  # again: nothing new, nothing rejected anew
+    again = json.loads(capsys.readouterr()[0])
+    assert code == 0 and again["doses_added"] == 0 and again["unchanged"] == 6
