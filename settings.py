@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import secrets
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from db import private_files
+from db.secret_keys import SecretKeys
 
 
 class Settings(BaseSettings):
@@ -27,6 +30,15 @@ class Settings(BaseSettings):
     registry_timeout_seconds: float = 5.0
     fhir_identifier_system_cccd: str = "urn:vn:cccd"
     fhir_identifier_system_cmnd: str = "urn:vn:cmnd"
+    # the vaccination site code on Location and/or Organization
+    fhir_identifier_system_site: str = "http://vaxchannel.vn/fhir/sid/site-code"
+    # REGISTRY_AUTH=smart:<client_id>: the client's private key (PEM; unset: DATA_DIR/registry_private_key.pem)
+    registry_private_key_file: Path | None = None
+    registry_scopes: str = (  # what a SMART client asks for (space-separated)
+        "system/Patient.* system/Immunization.* system/Location.* system/Organization.read "
+        "system/Task.* system/DocumentReference.* system/Binary.* system/Communication.* "
+        "system/AuditEvent.write"
+    )
 
     cert_signing_alg: Literal["ES256", "PS256"] = "ES256"
     cert_validity_days: int = 365
@@ -42,7 +54,8 @@ class Settings(BaseSettings):
     telegram_mode: Literal["webhook", "polling"] = "webhook"
     telegram_webhook_secret: str | None = None
 
-    ussd_gateway_token: str | None = None
+    ussd_gateway_token: str | None = None  # unset: generated into DATA_DIR/gateway_token
+    metrics_token: str | None = None  # set: /metrics and the API docs demand `Bearer <it>`
     hotline_number: str = "1900 9095"
 
     otp_ttl_seconds: int = 300
@@ -54,6 +67,13 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = 1.0
     escalation_interval_seconds: float = 300.0
     run_workers: bool = True
+
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _telegram_secret_chars(cls, value: str | None) -> str | None:
+        if value and not _TELEGRAM_SECRET.fullmatch(value):
+            raise ValueError("TELEGRAM_WEBHOOK_SECRET: 1-256 characters A-Z a-z 0-9 _ - (Telegram's rule)")
+        return value or None
 
     @model_validator(mode="after")
     def _default_public_base_url(self) -> Settings:
@@ -73,17 +93,38 @@ class Settings(BaseSettings):
 
     @cached_property
     def resolved_secret_key(self) -> str:
-        """SECRET_KEY, or one generated once into DATA_DIR and reused afterwards."""
+        """SECRET_KEY, or one generated once into DATA_DIR/secret_key (0600 from creation, safe
+        when several workers start at once) and reused afterwards. Nothing signs with it directly:
+        see `secret_keys`."""
         if self.secret_key:
             return self.secret_key
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        path = self.data_dir / "secret_key"
-        if not path.exists():
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(secrets.token_urlsafe(48))
-            tmp.chmod(0o600)
-            tmp.replace(path)
-        return path.read_text().strip()
+        private_files.ensure_private_dir(self.data_dir)
+        return private_files.read_or_create_secret(self.data_dir / "secret_key")
+
+    @cached_property
+    def secret_keys(self) -> SecretKeys:
+        """One key per purpose (links, console sessions, code hashes, outbox seal, upload links)."""
+        return SecretKeys.derive(self.resolved_secret_key)
+
+    @cached_property
+    def resolved_gateway_token(self) -> str:
+        """USSD_GATEWAY_TOKEN, or the one generated at first start into DATA_DIR/gateway_token.
+        /ussd always demands it; /sms/twilio too when TWILIO_AUTH_TOKEN is unset."""
+        return self.ussd_gateway_token or private_files.read_or_create_secret(
+            self.data_dir / GATEWAY_TOKEN_FILE
+        )
+
+    @cached_property
+    def resolved_telegram_webhook_secret(self) -> str:
+        """TELEGRAM_WEBHOOK_SECRET, or one generated into DATA_DIR (handed to Telegram by setWebhook)."""
+        return self.telegram_webhook_secret or private_files.read_or_create_secret(
+            self.data_dir / TELEGRAM_SECRET_FILE
+        )
+
+
+GATEWAY_TOKEN_FILE = "gateway_token"
+TELEGRAM_SECRET_FILE = "telegram_webhook_secret"
+_TELEGRAM_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -2,13 +2,12 @@
 
 Form fields `sessionId`, `serviceCode`, `phoneNumber`, `networkCode`, `text` (every input of the
 session joined by `*`). The answer is `text/plain`, `CON …` (more input) or `END …`, at most
-182 characters. With USSD_GATEWAY_TOKEN set, the gateway must send it as `X-Gateway-Token` or
-`?token=` (403 otherwise).
+182 characters. Every request must carry the gateway token (sms_gateway.gateway_token) as
+`X-Gateway-Token` or `?token=`; without it: 403, and nothing of the request is read.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 
 from fastapi import APIRouter, HTTPException, Request
@@ -21,21 +20,13 @@ from conversations.text import strip_diacritics
 from registry_client.identity import mask_phone, normalize_phone
 from settings import Settings
 from sms_gateway.forms import parse_form, read_body
+from sms_gateway.gateway_token import require_gateway_token
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["ussd"])
 
 MAX_FORM_BYTES = 64 * 1024  # a whole session's inputs joined by `*`, URL-encoded; bounded
 MAX_INPUT_CHARS = 160
-
-
-def _check_token(settings: Settings, request: Request) -> None:
-    expected = settings.ussd_gateway_token
-    if not expected:
-        return
-    given = request.headers.get("X-Gateway-Token") or request.query_params.get("token") or ""
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise HTTPException(403, "invalid gateway token")
 
 
 def answer(text: str) -> PlainTextResponse:
@@ -48,7 +39,7 @@ def answer(text: str) -> PlainTextResponse:
 @router.post("/ussd")
 async def ussd(request: Request) -> PlainTextResponse:
     settings: Settings = request.app.state.settings
-    _check_token(settings, request)
+    require_gateway_token(settings, request)
     form = parse_form(await read_body(request, MAX_FORM_BYTES))
     session_id = form.get("sessionId", "").strip()
     phone = normalize_phone(form.get("phoneNumber", ""))

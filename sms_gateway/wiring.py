@@ -17,7 +17,9 @@ Background = list[tuple[str, float, Callable[[], Awaitable[object]]]]
 def wire_sms(settings: Settings, state: Any, background: Background) -> None:
     """`state.outbox_worker` sends the outbox: {"sms": TwilioSender, or None (kept locally for the
     simulator and console) when Twilio is not configured}. The Telegram channel adds its sender
-    with `state.outbox_worker.senders["telegram"] = …`."""
+    with `state.outbox_worker.senders["telegram"] = …`. The gateway token is resolved here, at
+    start: generated into DATA_DIR on the first start when USSD_GATEWAY_TOKEN is unset."""
+    settings.resolved_gateway_token  # noqa: B018 - created now, not on the first request
     sms_sender: Sender | None = TwilioSender(settings) if settings.twilio_enabled else None
     state.sms_sender = sms_sender
     state.outbox_worker = OutboxWorker(
