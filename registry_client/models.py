@@ -142,13 +142,17 @@ class NewDose:
 
 @dataclass(frozen=True)
 class ContactChange:
-    """Add a phone to a person (optionally retiring another), with the evidence of verification."""
+    """Add a phone to a person (optionally retiring another), with the evidence of verification.
+
+    `replace`: `add_phone` becomes the person's only current phone (the registered one) and every
+    other current phone is retired — a change of the registered phone."""
 
     add_phone: str | None
     remove_phone: str | None
     evidence: str
     actor: str
     verified: bool = True
+    replace: bool = False
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,8 @@ class Registry(Protocol):
         """Creates a person; Conflict when the national ID + date of birth exists already."""
 
     async def update_contact(self, person_id: str, change: ContactChange) -> Person:
-        """Adds/retires a phone, keeping history. Never touches doses."""
+        """Adds/retires a phone, keeping history. Never touches doses. With `change.replace` the
+        added phone becomes the only current one (every other current phone is retired)."""
 
     # sites and doses
     async def list_sites(self) -> list[Site]: ...

@@ -156,10 +156,12 @@ class EmbeddedRegistry:
                     select(ContactRow).where(ContactRow.person_id == row.id, ContactRow.removed_at.is_(None))
                 )
             ).all()
-            if change.remove_phone:
-                for contact in current:
-                    if contact.phone == change.remove_phone:
-                        contact.removed_at = now
+            for contact in current:
+                retired = contact.phone == change.remove_phone or (
+                    change.replace and change.add_phone is not None and contact.phone != change.add_phone
+                )
+                if retired:
+                    contact.removed_at = now
             if change.add_phone:
                 same = [c for c in current if c.phone == change.add_phone]
                 if same:

@@ -202,10 +202,12 @@ def apply_contact_change(patient: Json, change: ContactChange, now: datetime) ->
     current = [
         (i, c) for i, c in ((i, _contact(t)) for i, t in enumerate(telecom)) if c is not None and c.is_current
     ]
-    if change.remove_phone:
-        for i, contact in current:
-            if contact.phone == change.remove_phone:
-                telecom[i]["period"] = {**(telecom[i].get("period") or {}), "end": instant(now)}
+    for i, contact in current:
+        retired = contact.phone == change.remove_phone or (
+            change.replace and change.add_phone is not None and contact.phone != change.add_phone
+        )
+        if retired:
+            telecom[i]["period"] = {**(telecom[i].get("period") or {}), "end": instant(now)}
     if change.add_phone:
         same = [(i, c) for i, c in current if c.phone == change.add_phone]
         if same:

@@ -105,6 +105,22 @@ class RegistryContract:
         assert [p.id for p in await registry.find_persons_by_phone("+84987654321")] == [person.id]
         assert [d.dose_number for d in await registry.list_doses(person.id)] == [1]
 
+    async def test_replacing_the_registered_phone_retires_every_other(self, registry: Registry) -> None:
+        person = await seed_person(registry)
+        await registry.update_contact(
+            person.id, ContactChange("+84912000333", None, evidence="import", actor="x", verified=False)
+        )
+        assert set((await registry.get_person(person.id)).current_phones) == {"+84901234567", "+84912000333"}
+        change = ContactChange("+84987654321", None, evidence="code", actor="agent:lan", replace=True)
+        updated = await registry.update_contact(person.id, change)
+        assert updated.current_phones == ("+84987654321",)
+        assert updated.registered_phone == "+84987654321"
+        assert await registry.find_persons_by_phone("+84901234567") == []
+        assert await registry.find_persons_by_phone("+84912000333") == []
+        again = await registry.update_contact(person.id, change)  # a retried change changes nothing
+        assert again.current_phones == ("+84987654321",)
+        assert len(again.contacts) == len(updated.contacts)
+
     async def test_doses_ordered_and_idempotent(self, registry: Registry) -> None:
         person = await seed_person(registry)
         await registry.upsert_site(HN)
