@@ -12,15 +12,19 @@
 | Person.contacts        | Patient.telecom (system phone, use mobile, value E.164); history in            |
 |                        | `period` (start = added, end = retired); verification in extension             |
 |                        | `…/contact-verification` (verified, verified-at, evidence, added-by)           |
-| Site                   | Location: identifier `…/sid/site-code` = code, name, address.state = province  |
-| Dose                   | Immunization: status completed, patient, vaccineCode (EU DCC product code      |
-|                        | system `https://ec.europa.eu/health/documents/community-register/html/` + CVX  |
-|                        | where known), occurrenceDateTime, lotNumber, location (Location reference +    |
-|                        | site code identifier + name), protocolApplied.doseNumberPositiveInt /          |
+| Site                   | Location and/or Organization with the site code (registry_client.fhir.sites)   |
+| Dose                   | Immunization: status completed, patient, vaccineCode (the EU DCC product code: |
+|                        | system `https://ec.europa.eu/health/documents/community-register/html/` for   |
+|                        | EU-authorised products, `http://ec.europa.eu/temp/vaccineproductname` for the  |
+|                        | others; CVX where known; the vaccine type in SNOMED CT or ATC),                 |
+|                        | occurrenceDateTime, lotNumber, location (the site's Location) and performer    |
+|                        | (its Organization, function AP), each with the site code as identifier and the |
+|                        | name as display, protocolApplied.doseNumberPositiveInt /                       |
 |                        | seriesDosesPositiveInt, recorded, identifier `…/sid/dose-key` =                |
 |                        | `<Patient id>/<dose number>`, extensions dose-source and recorded-by           |
 | CorrectionCase         | Task (see registry_client.fhir.tasks)                                          |
-| Attachment             | DocumentReference (content.attachment: title, contentType, size, url)          |
+| Attachment             | Binary (the photo) + DocumentReference (registry_client.fhir.tasks)            |
+| what a citizen is told | Communication about the Task (registry_client.fhir.notices)                    |
 | AuditEntry             | AuditEvent: type rest, subtype `…/audit-action` = action, agent.altId = actor, |
 |                        | entity.what = the Patient, entity.description = detail                         |
 
@@ -43,7 +47,6 @@ from registry_client.models import (
     NewPerson,
     Person,
     Sex,
-    Site,
 )
 from registry_client.vaccines import Product
 
@@ -227,37 +230,6 @@ def apply_contact_change(patient: Json, change: ContactChange, now: datetime) ->
     return {**patient, "telecom": telecom}
 
 
-# -- sites ----------------------------------------------------------------------------------------
-
-
-def location_resource(site: Site, existing: Json | None = None) -> Json:
-    location: Json = dict(existing or {"resourceType": "Location", "status": "active", "mode": "instance"})
-    others = [i for i in location.get("identifier") or [] if i.get("system") != codes.SITE_CODE]
-    location["identifier"] = [{"system": codes.SITE_CODE, "value": site.code}, *others]
-    location["name"] = site.name
-    province = site.province or ((existing or {}).get("address") or {}).get("state")
-    if province:
-        location["address"] = {**(location.get("address") or {}), "state": province, "country": "VN"}
-    return location
-
-
-def site_from_location(location: Json) -> Site:
-    code = identifier_value(location, codes.SITE_CODE) or str(location.get("id"))
-    return Site(
-        code=code,
-        name=str(location.get("name") or code),
-        province=(location.get("address") or {}).get("state"),
-    )
-
-
-def location_reference(location_id: str, site: Site) -> Json:
-    return {
-        "reference": f"Location/{location_id}",
-        "identifier": {"system": codes.SITE_CODE, "value": site.code},
-        "display": site.name,
-    }
-
-
 # -- doses ----------------------------------------------------------------------------------------
 
 
@@ -271,7 +243,7 @@ def immunization_resource(
     product: Product,
     administered_on: date,
     lot: str | None,
-    location: Json,
+    site: Json,
     source: DoseSource,
     recorded_by: str,
     recorded_at: datetime,
@@ -284,8 +256,11 @@ def immunization_resource(
         for e in base.get("extension") or []
         if e.get("url") not in (codes.EXT_DOSE_SOURCE, codes.EXT_RECORDED_BY)
     ]
+    base.pop("location", None)
+    base.pop("performer", None)
     resource: Json = {
         **base,
+        **site,
         "resourceType": "Immunization",
         "extension": [
             *extensions,
@@ -299,7 +274,6 @@ def immunization_resource(
         "occurrenceDateTime": administered_on.isoformat(),
         "recorded": instant(recorded_at),
         "primarySource": source != DoseSource.IMPORT,
-        "location": location,
         "protocolApplied": [
             {
                 "targetDisease": [{"coding": [{"system": "http://snomed.info/sct", "code": "840539006"}]}],
@@ -325,19 +299,14 @@ def dose_number(immunization: Json) -> int | None:
     return None
 
 
-def dose_site_code(immunization: Json) -> str | None:
-    location = immunization.get("location") or {}
-    value = (location.get("identifier") or {}).get("value")
-    return str(value) if value else None
-
-
-def dose_from_immunization(immunization: Json, site_name: str | None) -> Dose:
+def dose_from_immunization(immunization: Json, site_code: str | None, site_name: str | None) -> Dose:
+    """The dose of an Immunization whose site (see registry_client.fhir.sites) is already known."""
     vaccine = immunization.get("vaccineCode") or {}
     product = codes.product_from_coding(vaccine.get("coding") or [], vaccine.get("text"))
     source_ext = extension(immunization, codes.EXT_DOSE_SOURCE) or {}
     recorded_by_ext = extension(immunization, codes.EXT_RECORDED_BY) or {}
     location = immunization.get("location") or {}
-    site_code = dose_site_code(immunization) or reference_id(location, "Location") or ""
+    site_code = site_code or reference_id(location, "Location") or ""
     occurrence = immunization.get("occurrenceDateTime") or ""
     try:
         source = DoseSource(source_ext.get("valueCode") or DoseSource.IMPORT.value)

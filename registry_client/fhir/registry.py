@@ -16,19 +16,22 @@ and registry_client.fhir.tasks (correction cases). Semantics follow the embedded
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from registry_client import refs
 from registry_client.clock import Clock, utc_now
 from registry_client.errors import Conflict, InvalidRequest, RecordNotFound, RegistryError
-from registry_client.fhir import capabilities, codes, mapping, tasks
+from registry_client.fhir import capabilities, codes, mapping, sites, tasks
 from registry_client.fhir.codes import IdentifierSystems
 from registry_client.fhir.http import FhirHttp, Json, PreconditionFailed, Versioned, escape_value, versioned
+from registry_client.fhir.sites import SiteRecord
 from registry_client.models import (
     OPEN_STATUSES,
     Attachment,
@@ -53,8 +56,21 @@ from registry_client.routing import add_working_days, route_case
 from registry_client.vaccines import lookup_product
 
 log = logging.getLogger(__name__)
+MAX_UPLOAD_BYTES = 12 * 1024 * 1024  # a photo sent to the registry as a Binary (uploads are <= 10 MB)
+
+
+def _read_upload(path: str) -> bytes | None:
+    """The bytes of a stored upload; None when it is gone or too big (the DocumentReference then
+    carries no URL, only the description of the file)."""
+    try:
+        file = Path(path)
+        if file.stat().st_size > MAX_UPLOAD_BYTES:
+            return None
+        return file.read_bytes()
+    except OSError:
+        log.warning("upload %s could not be read; stored in the registry without its content", path)
+        return None
 MAX_ATTEMPTS = 5  # versioned updates: tries before giving up with Conflict
-SiteEntry = tuple[str, Site]  # (Location id, site)
 
 
 class FhirRegistry:
@@ -77,7 +93,8 @@ class FhirRegistry:
         self._sla_days = sla_working_days
         self._clock = clock
         self._site_ttl = site_cache_seconds
-        self._sites: dict[str, SiteEntry] = {}
+        self._sites: dict[str, SiteRecord] = {}
+        self._site_refs: dict[str, str] = {}  # "Location/…" / "Organization/…" → site code
         self._sites_loaded_at: float | None = None
 
     @classmethod
@@ -89,7 +106,9 @@ class FhirRegistry:
             auth=settings.registry_auth,
             timeout=settings.registry_timeout_seconds,
             systems=IdentifierSystems(
-                settings.fhir_identifier_system_cccd, settings.fhir_identifier_system_cmnd
+                settings.fhir_identifier_system_cccd,
+                settings.fhir_identifier_system_cmnd,
+                settings.fhir_identifier_system_site,
             ),
             sla_working_days=settings.sla_working_days,
         )
@@ -172,69 +191,94 @@ class FhirRegistry:
         return mapping.person_from_patient(stored, self._systems)
 
     # -- sites ------------------------------------------------------------------------------------
-    async def _load_sites(self) -> list[SiteEntry]:
-        hits = await self._http.search("Location", [("identifier", f"{codes.SITE_CODE}|"), ("_count", "500")])
-        entries = [(str(loc["id"]), mapping.site_from_location(loc)) for loc in hits]
-        self._sites = {site.code: (loc_id, site) for loc_id, site in entries}
-        self._sites_loaded_at = time.monotonic()
-        return entries
+    @property
+    def _site_system(self) -> str:
+        return self._systems.site
 
-    async def _site_location(self, code: str) -> Versioned | None:
-        hits = await self._http.search(
-            "Location", [("identifier", f"{codes.SITE_CODE}|{escape_value(code)}")]
-        )
-        if not hits:
+    def _remember(self, records: dict[str, SiteRecord], complete: bool) -> None:
+        if complete:
+            self._sites = dict(records)
+            self._sites_loaded_at = time.monotonic()
+        else:
+            self._sites.update(records)
+        self._site_refs = sites.by_reference(self._sites.values())
+
+    async def _search_sites(self, value: str = "") -> dict[str, SiteRecord]:
+        """Sites under the site system (all, or the one with code `value`): Locations and Organizations."""
+        params = [("identifier", f"{self._site_system}|{escape_value(value)}"), ("_count", "500")]
+        locations = await self._http.search("Location", params)
+        organizations = await self._http.search("Organization", params)
+        return sites.directory(locations, organizations, self._site_system)
+
+    async def _load_sites(self) -> list[SiteRecord]:
+        records = await self._search_sites()
+        self._remember(records, complete=True)
+        return list(records.values())
+
+    async def _site_record(self, code: str) -> SiteRecord | None:
+        """The site, fresh from the registry."""
+        found = (await self._search_sites(code)).get(code)
+        if found is None:
             self._sites.pop(code, None)
             return None
-        found = versioned(hits[0])
-        self._sites[code] = (found.id, mapping.site_from_location(found.resource))
+        self._remember({code: found}, complete=False)
         return found
 
-    async def _site_entry(self, code: str) -> SiteEntry | None:
-        """The site, fresh from the registry."""
-        found = await self._site_location(code)
-        return None if found is None else self._sites[code]
+    async def _known_site_refs(self, resources: Sequence[Json]) -> dict[str, str]:
+        """References → site codes, reloading the directory when stale or when a reference is new."""
+        stale = self._sites_loaded_at is None or time.monotonic() - self._sites_loaded_at > self._site_ttl
+        if stale or sites.unresolved_references(resources, self._site_system, self._site_refs):
+            await self._load_sites()
+        return self._site_refs
 
     async def _site_names(self, site_codes: set[str]) -> dict[str, str]:
         """Names for doses: from the site directory, refreshed when stale or missing a code."""
         stale = self._sites_loaded_at is None or time.monotonic() - self._sites_loaded_at > self._site_ttl
         if stale or not site_codes <= set(self._sites):
             await self._load_sites()
-        return {code: self._sites[code][1].name for code in site_codes if code in self._sites}
+        return {code: self._sites[code].site.name for code in site_codes if code in self._sites}
 
     async def list_sites(self) -> list[Site]:
-        return sorted((site for _, site in await self._load_sites()), key=lambda s: s.code)
+        return sorted((record.site for record in await self._load_sites()), key=lambda s: s.code)
 
     async def get_site(self, code: str) -> Site:
-        entry = await self._site_entry(code)
-        if entry is None:
+        record = await self._site_record(code)
+        if record is None:
             raise RecordNotFound(f"no site {code}")
-        return entry[1]
+        return record.site
 
     async def upsert_site(self, site: Site) -> Site:
-        existing = await self._site_location(site.code)
+        existing = await self._site_record(site.code)
         if existing is None:
             stored, created = await self._http.create(
-                mapping.location_resource(site),
-                if_none_exist=f"identifier={codes.SITE_CODE}|{escape_value(site.code)}",
+                sites.location_resource(site, self._site_system),
+                if_none_exist=f"identifier={self._site_system}|{escape_value(site.code)}",
             )
-            resource = stored.resource if created else await self._update_location(site, stored)
-        else:
-            resource = await self._update_location(site, existing)
-        entry = (str(resource["id"]), mapping.site_from_location(resource))
-        self._sites[site.code] = entry
-        return entry[1]
+            if not created:
+                await self._update_site("Location", stored.id, site, first=stored)
+        elif existing.location_id is not None:
+            await self._update_site("Location", existing.location_id, site)
+        elif existing.organization_id is not None:
+            await self._update_site("Organization", existing.organization_id, site)
+        record = await self._site_record(site.code)
+        if record is None:
+            raise Conflict(f"site {site.code} vanished while we stored it; try again")
+        return record.site
 
-    async def _update_location(self, site: Site, first: Versioned) -> Json:
-        loaded = [first]
+    async def _update_site(
+        self, resource_type: str, resource_id: str, site: Site, first: Versioned | None = None
+    ) -> Json:
+        loaded = [first] if first is not None else []
 
         async def load() -> Versioned:
             if loaded:
                 return loaded.pop()
-            return await self._http.read("Location", first.id)
+            return await self._http.read(resource_type, resource_id)
 
-        async def apply(location: Json) -> Json:
-            return mapping.location_resource(site, location)
+        async def apply(resource: Json) -> Json:
+            if resource_type == "Organization":
+                return sites.organization_resource(site, resource)
+            return sites.location_resource(site, self._site_system, resource)
 
         return await self._update(load, apply)
 
@@ -246,11 +290,15 @@ class FhirRegistry:
         return [h for h in hits if h.get("status") == "completed"]
 
     async def _doses(self, immunizations: Sequence[Json]) -> list[Dose]:
-        names = await self._site_names({c for c in map(mapping.dose_site_code, immunizations) if c})
-        doses = [
-            mapping.dose_from_immunization(i, names.get(mapping.dose_site_code(i) or ""))
-            for i in immunizations
-        ]
+        known = await self._known_site_refs(immunizations)
+        codes_by_id = {
+            str(i.get("id")): sites.immunization_site_code(i, self._site_system, known) for i in immunizations
+        }
+        names = await self._site_names({c for c in codes_by_id.values() if c})
+        doses = []
+        for immunization in immunizations:
+            code = codes_by_id[str(immunization.get("id"))]
+            doses.append(mapping.dose_from_immunization(immunization, code, names.get(code or "")))
         return sorted(doses, key=lambda d: (d.dose_number, d.administered_on))
 
     async def list_doses(self, person_id: str) -> list[Dose]:
@@ -270,19 +318,19 @@ class FhirRegistry:
         if new.dose_number < 1 or new.dose_number > 9:
             raise InvalidRequest("dose number must be between 1 and 9")
         await self._http.read("Patient", person_id)
-        entry = await self._site_entry(new.site_code)
-        if entry is None:
+        record = await self._site_record(new.site_code)
+        if record is None:
             if not new.site_name:
                 raise InvalidRequest(f"unknown site {new.site_code!r}")
             await self.upsert_site(Site(new.site_code, new.site_name))
-            entry = self._sites[new.site_code]
-        location_id, site = entry
+            record = self._sites[new.site_code]
+        site = record.site
 
         def build(existing: Json | None) -> Json:
             return mapping.immunization_resource(
                 person_id, new.dose_number, product, new.administered_on, new.lot,
-                mapping.location_reference(location_id, site), new.source, new.recorded_by, self._clock(),
-                existing=existing,
+                sites.immunization_site(record, self._site_system), new.source, new.recorded_by,
+                self._clock(), existing=existing,
             )  # fmt: skip
 
         key = mapping.dose_key(person_id, new.dose_number)
@@ -295,10 +343,10 @@ class FhirRegistry:
                     build(None), if_none_exist=f"identifier={codes.DOSE_KEY}|{escape_value(key)}"
                 )
                 if created:
-                    return mapping.dose_from_immunization(stored.resource, site.name)
+                    return mapping.dose_from_immunization(stored.resource, site.code, site.name)
                 continue  # created meanwhile by someone else: compare with it on the next round
             current = versioned(same_number[0])
-            stored_dose = mapping.dose_from_immunization(current.resource, site.name)
+            stored_dose = (await self._doses([current.resource]))[0]
             same = (
                 stored_dose.product,
                 stored_dose.administered_on,
@@ -313,7 +361,7 @@ class FhirRegistry:
                 updated = await self._http.update(build(current.resource), current.version)
             except PreconditionFailed:
                 continue
-            return mapping.dose_from_immunization(updated.resource, site.name)
+            return mapping.dose_from_immunization(updated.resource, site.code, site.name)
         raise Conflict(f"dose {new.dose_number} kept changing while we recorded it; try again")
 
     # -- correction cases: reading ----------------------------------------------------------------
@@ -339,8 +387,16 @@ class FhirRegistry:
                 found[str(doc["id"])] = tasks.attachment_from_document(doc)
         return found
 
+    def _case_of(
+        self, task: Json, attachments: dict[str, Attachment] | None = None, joined: bool = False
+    ) -> CorrectionCase:
+        return tasks.case_from_task(
+            task, attachments or {}, joined, site_system=self._site_system, site_refs=self._site_refs
+        )
+
     async def _case(self, task: Json, joined: bool = False) -> CorrectionCase:
-        return tasks.case_from_task(task, await self._attachments([task]), joined)
+        await self._known_site_refs([task])
+        return self._case_of(task, await self._attachments([task]), joined)
 
     async def get_correction(self, ref: str) -> CorrectionCase:
         return await self._case((await self._require_task(ref)).resource)
@@ -354,18 +410,19 @@ class FhirRegistry:
         if query.hotline_queue:
             params.append(("owner:missing", "true"))
         elif query.site_code is not None:
-            entry = self._sites.get(query.site_code) or await self._site_entry(query.site_code)
-            if entry is None:
+            record = self._sites.get(query.site_code) or await self._site_record(query.site_code)
+            if record is None:
                 return []
-            params.append(("owner", f"Location/{entry[0]}"))
+            params.append(("owner", ",".join(record.references())))  # its Organization or Location
         if query.person_id is not None:
             params.append(("subject", f"Patient/{query.person_id}"))
         if query.resolved_since is not None:
             params.append(("period", f"ge{mapping.instant(query.resolved_since)}"))
         found = await self._http.search("Task", params)
+        await self._known_site_refs(found)
         matching = [
             (case, task)
-            for case, task in ((tasks.case_from_task(t, {}), t) for t in found)
+            for case, task in ((self._case_of(t), t) for t in found)
             if (query.statuses is None or case.status in query.statuses)
             and (not query.hotline_queue or case.site_code is None)
             and (query.hotline_queue or query.site_code is None or case.site_code == query.site_code)
@@ -377,7 +434,7 @@ class FhirRegistry:
         matching.sort(key=lambda pair: (pair[0].due_on, pair[0].created_at))
         keep = [task for _, task in matching[: query.limit]]
         attachments = await self._attachments(keep)
-        return [tasks.case_from_task(t, attachments) for t in keep]
+        return [self._case_of(t, attachments) for t in keep]
 
     # -- correction cases: submitting -------------------------------------------------------------
     async def submit_correction(self, new: NewCorrection) -> CorrectionCase:
@@ -426,9 +483,18 @@ class FhirRegistry:
     ) -> list[str]:
         ids = []
         for attachment in attachments:
-            doc = tasks.document_reference(ref, attachment, patient_id, self._clock())
-            condition = f"identifier={codes.ATTACHMENT_KEY}|{tasks.attachment_key(ref, attachment)}"
-            stored, _ = await self._http.create(doc, if_none_exist=condition)
+            key = f"{codes.ATTACHMENT_KEY}|{tasks.attachment_key(ref, attachment)}"
+            already = await self._http.search("DocumentReference", [("identifier", key)])
+            if already:  # a retried upload: the photo is stored already
+                ids.append(str(already[0]["id"]))
+                continue
+            data = await asyncio.to_thread(_read_upload, attachment.storage_path)
+            binary_url = None
+            if data is not None:
+                binary, _ = await self._http.create(tasks.binary_resource(attachment.content_type, data))
+                binary_url = self._http.url(f"Binary/{binary.id}")
+            doc = tasks.document_reference(ref, attachment, patient_id, self._clock(), binary_url, data)
+            stored, _ = await self._http.create(doc, if_none_exist=f"identifier={key}")
             ids.append(stored.id)
         return ids
 
@@ -457,12 +523,11 @@ class FhirRegistry:
         raise Conflict("the open report kept changing while we joined it; try again")
 
     async def _create_case(self, new: NewCorrection, person: Person | None) -> CorrectionCase:
-        entries = await self._load_sites()
+        records = await self._load_sites()
         doses = await self.list_doses(person.id) if person is not None else []
-        site_code = route_case(new.claimed.site, [site for _, site in entries], doses)
+        site_code = route_case(new.claimed.site, [record.site for record in records], doses)
         owner = next(
-            (mapping.location_reference(loc_id, site) for loc_id, site in entries if site.code == site_code),
-            None,
+            (sites.owner_reference(r, self._site_system) for r in records if r.code == site_code), None
         )
         concerned = set(new.doses_concerned.dose_numbers()) if new.doses_concerned else set()
         focus = next((d.id for d in doses if d.dose_number in concerned), None)
@@ -531,10 +596,10 @@ class FhirRegistry:
     ) -> CorrectionCase:
         owner: Json | None = None
         if site_code is not None:
-            entry = await self._site_entry(site_code)
-            if entry is None:
+            record = await self._site_record(site_code)
+            if record is None:
                 raise InvalidRequest(f"unknown site {site_code!r}")
-            owner = mapping.location_reference(*entry)
+            owner = sites.owner_reference(record, self._site_system)
 
         async def change(task: Json) -> Json:
             self._require_open(task)

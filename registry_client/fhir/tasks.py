@@ -12,7 +12,9 @@
 | person_id                    | for = Patient/<id>                                                         |
 | the dose concerned           | focus = Immunization/<id> when that dose exists (after an approval: the    |
 |                              | dose recorded, also in output `dose-recorded`)                             |
-| site_code                    | owner = Location/<id> (+ the site code as identifier); no owner = hotline  |
+| site_code                    | owner = the site's Organization, else its Location, with the site code as  |
+|                              | identifier and the name as display (registry_client.fhir.sites);           |
+|                              | no owner = the hotline queue                                               |
 | due_on                       | restriction.period.end                                                     |
 | created_at / updated_at      | authoredOn / lastModified                                                  |
 | resolved_at, resolution_note | executionPeriod.end, statusReason.text                                     |
@@ -24,21 +26,24 @@
 | (search key)                 | groupIdentifier `…/sid/claimed-person` = "<national id>/<date of birth>"   |
 | history                      | note[]: authorString = actor, time, text "action: note", extension         |
 |                              | case-event-action = action                                                 |
-| attachments                  | DocumentReference (identifier `…/sid/attachment-key`, subject Patient,     |
-|                              | content.attachment title/contentType/size/url/creation), referenced from   |
+| attachments                  | the photo as a Binary; a DocumentReference (identifier                     |
+|                              | `…/sid/attachment-key`, subject Patient, content.attachment title,         |
+|                              | contentType, size, hash, creation, url = the Binary's absolute URL on the  |
+|                              | registry; extension `…/local-copy` = our stored file), referenced from     |
 |                              | input `attachment`                                                         |
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from registry_client.fhir import codes
+from registry_client.fhir import codes, sites
 from registry_client.fhir.http import Json
-from registry_client.fhir.mapping import EPOCH, instant, parse_date, parse_instant, reference_id
+from registry_client.fhir.mapping import EPOCH, extension, instant, parse_date, parse_instant, reference_id
 from registry_client.models import (
     Attachment,
     CaseEvent,
@@ -280,7 +285,16 @@ def _event(note: Json) -> CaseEvent:
     )
 
 
-def case_from_task(task: Json, attachments: Mapping[str, Attachment], joined: bool = False) -> CorrectionCase:
+def case_from_task(
+    task: Json,
+    attachments: Mapping[str, Attachment],
+    joined: bool = False,
+    *,
+    site_system: str = codes.SITE_CODE,
+    site_refs: Mapping[str, str] | None = None,
+) -> CorrectionCase:
+    """The case of a Task; `site_refs` maps `Location/…`/`Organization/…` to site codes for an owner
+    given by reference only."""
     inputs = _inputs(task)
     kind_code = next(
         (
@@ -295,7 +309,6 @@ def case_from_task(task: Json, attachments: Mapping[str, Attachment], joined: bo
         (task.get("meta") or {}).get("lastUpdated")
     )
     assert created is not None, "a Task without authoredOn"
-    owner = task.get("owner") or {}
     return CorrectionCase(
         ref=primary_ref(task) or str(task.get("id")),
         person_id=reference_id(task.get("for"), "Patient"),
@@ -316,7 +329,7 @@ def case_from_task(task: Json, attachments: Mapping[str, Attachment], joined: bo
         channel_address=str(inputs.get("channel-address") or ""),
         language=str(inputs.get("language") or "vi"),
         status=case_status(task),
-        site_code=(owner.get("identifier") or {}).get("value") or reference_id(owner, "Location"),
+        site_code=sites.owner_site_code(task, site_system, dict(site_refs or {})),
         due_on=parse_date(((task.get("restriction") or {}).get("period") or {}).get("end")) or created.date(),
         created_at=created,
         updated_at=parse_instant(task.get("lastModified")) or created,
@@ -332,24 +345,38 @@ def case_from_task(task: Json, attachments: Mapping[str, Attachment], joined: bo
 # -- attachments ----------------------------------------------------------------------------------
 
 
-def document_reference(ref: str, attachment: NewAttachment, patient_id: str | None, at: datetime) -> Json:
+def binary_resource(content_type: str, data: bytes) -> Json:
+    return {"resourceType": "Binary", "contentType": content_type, "data": base64.b64encode(data).decode()}
+
+
+def document_reference(
+    ref: str,
+    attachment: NewAttachment,
+    patient_id: str | None,
+    at: datetime,
+    binary_url: str | None,
+    data: bytes | None,
+) -> Json:
+    """The DocumentReference of a report's photo: `binary_url` is the absolute URL of the Binary
+    holding the bytes on the registry (None when the file could not be read)."""
+    content: Json = {
+        "contentType": attachment.content_type,
+        "size": len(data) if data is not None else attachment.size,
+        "title": attachment.filename,
+        "creation": instant(at),
+    }
+    if binary_url:
+        content["url"] = binary_url
+    if data is not None:
+        content["hash"] = base64.b64encode(hashlib.sha1(data).digest()).decode()  # noqa: S324 - FHIR's hash is SHA-1
     doc: Json = {
         "resourceType": "DocumentReference",
+        "extension": [{"url": codes.EXT_LOCAL_COPY, "valueString": attachment.storage_path}],
         "identifier": [{"system": codes.ATTACHMENT_KEY, "value": attachment_key(ref, attachment)}],
         "status": "current",
         "description": f"evidence for report {ref}",
         "date": instant(at),
-        "content": [
-            {
-                "attachment": {
-                    "contentType": attachment.content_type,
-                    "url": attachment.storage_path,
-                    "size": attachment.size,
-                    "title": attachment.filename,
-                    "creation": instant(at),
-                }
-            }
-        ],
+        "content": [{"attachment": content}],
     }
     if patient_id:
         doc["subject"] = {"reference": f"Patient/{patient_id}"}
@@ -359,11 +386,12 @@ def document_reference(ref: str, attachment: NewAttachment, patient_id: str | No
 def attachment_from_document(doc: Json) -> Attachment:
     content = ((doc.get("content") or [{}])[0]).get("attachment") or {}
     added = parse_instant(content.get("creation")) or parse_instant(doc.get("date"))
+    local = (extension(doc, codes.EXT_LOCAL_COPY) or {}).get("valueString")
     return Attachment(
         id=str(doc["id"]),
         filename=str(content.get("title") or ""),
         content_type=str(content.get("contentType") or "application/octet-stream"),
         size=int(content.get("size") or 0),
-        storage_path=str(content.get("url") or ""),
+        storage_path=str(local or content.get("url") or ""),
         added_at=added or EPOCH,
     )

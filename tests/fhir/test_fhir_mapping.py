@@ -98,7 +98,7 @@ async def test_immunization_shape(fhir_server: FhirTestServer, fhir_registry: Fh
     assert imm["status"] == "completed"
     assert imm["patient"] == {"reference": f"Patient/{person.id}"}
     coding = {c["system"]: c["code"] for c in imm["vaccineCode"]["coding"]}
-    assert coding == {codes.DCC_PRODUCT: "EU/1/20/1528", codes.CVX: "208"}
+    assert coding == {codes.DCC_PRODUCT: "EU/1/20/1528", codes.CVX: "208", codes.SNOMED: "1119349007"}
     assert imm["occurrenceDateTime"] == "2021-08-01"
     assert imm["lotNumber"] == "FK5127"
     assert imm["protocolApplied"][0]["doseNumberPositiveInt"] == 1
