@@ -2,9 +2,16 @@
 
 `RateCounters` keeps them in SQL (the embedded default, no Redis needed); with REDIS_URL set,
 `conversations.redis_limits.RedisRateCounters` keeps them in Redis through the `limits` library
-with the same interface. `hit` is an Effect (applied with the turn's transaction); `hit_now`
-counts at once and atomically, for checks that must not be raced by concurrent requests (a
-one-time code is compared only after its attempt has been counted).
+with the same interface.
+
+Guesses are a budget: every comparison of a secret (a date of birth, a one-time code) first takes
+one unit with `hit_now` — one atomic statement (an upsert with RETURNING, or Redis' INCR script),
+committed at once, never deferred to the end of the turn — and compares only when the answer is
+not `was_blocked`. A comparison that succeeded hands its unit back with `give_back`, so only
+failures stay counted. Several inputs in one request, concurrent requests and several workers
+therefore get no more comparisons than the limit. `take` reserves one of a fixed number of events
+(a one-time code sent) the same way. `hit` is the deferred form (an Effect applied with the
+turn's transaction), for counting what is not a guess.
 """
 
 from __future__ import annotations
@@ -41,9 +48,11 @@ class Counters(Protocol):
 
     async def hit_now(self, key: str, *, limit: int, window: timedelta, block: timedelta) -> Hit: ...
 
+    async def give_back(self, key: str) -> None: ...
+
     def reset(self, key: str) -> Effect: ...
 
-    async def take(self, key: str, *, limit: int, window: timedelta) -> bool | None: ...
+    async def take(self, key: str, *, limit: int, window: timedelta) -> bool: ...
 
 
 def _seconds_until(moment: datetime | None, now: datetime) -> int:
@@ -81,16 +90,21 @@ class RateCounters:
             lambda conn: _hit(conn, key, now, limit=limit, window=window, block=block)
         )
 
+    async def give_back(self, key: str) -> None:
+        """Returns the unit of a comparison that succeeded (never below zero; a block stays)."""
+        await self.fast.write(lambda conn: conn.execute(_GIVE_BACK, {"counter_key": key}))
+
     def reset(self, key: str) -> Effect:
         def apply(db: Session) -> None:
             db.execute(delete(COUNTERS).where(COUNTERS.c.key == key))
 
         return Effect(sql=apply)
 
-    async def take(self, key: str, *, limit: int, window: timedelta) -> bool | None:
-        """Reserves one of `limit` events in `window`. SQL callers count from their own tables:
-        None means "not kept here"."""
-        return None
+    async def take(self, key: str, *, limit: int, window: timedelta) -> bool:
+        """Reserves one of `limit` events in `window` (False: none left), in one atomic upsert."""
+        now = self.clock()
+        count = await self.fast.write(lambda conn: _count(conn, key, now, window))
+        return count <= limit
 
 
 _READ = select(COUNTERS.c.count, COUNTERS.c.window_start, COUNTERS.c.blocked_until).where(
@@ -98,10 +112,16 @@ _READ = select(COUNTERS.c.count, COUNTERS.c.window_start, COUNTERS.c.blocked_unt
 )
 
 
-def _hit(
-    db: Connection | Session, key: str, now: datetime, *, limit: int, window: timedelta, block: timedelta
-) -> Hit:
-    """One atomic upsert (row lock on PostgreSQL, the writer lock on SQLite), then the block."""
+_GIVE_BACK = (
+    update(COUNTERS)
+    .where(COUNTERS.c.key == bindparam("counter_key"), COUNTERS.c.count > 0)
+    .values(count=COUNTERS.c.count - 1)
+)
+
+
+def _upsert(db: Connection | Session, key: str, now: datetime, window: timedelta) -> Any:
+    """One more event on `key` (a new window once the last one is over), as one atomic statement:
+    the row lock on PostgreSQL, the writer lock on SQLite. Returns (count, blocked_until)."""
     bind = db.get_bind() if isinstance(db, Session) else db
     insert = postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
     expired = COUNTERS.c.window_start <= now - window
@@ -117,7 +137,18 @@ def _hit(
         )
         .returning(COUNTERS.c.count, COUNTERS.c.blocked_until)
     )
-    count, blocked_until = db.execute(stmt).one()
+    return db.execute(stmt).one()
+
+
+def _count(db: Connection, key: str, now: datetime, window: timedelta) -> int:
+    return int(_upsert(db, key, now, window)[0])
+
+
+def _hit(
+    db: Connection | Session, key: str, now: datetime, *, limit: int, window: timedelta, block: timedelta
+) -> Hit:
+    """Counts first (one atomic upsert), then decides; the `limit`-th event starts the block."""
+    count, blocked_until = _upsert(db, key, now, window)
     blocked = _seconds_until(blocked_until, now)
     if blocked:
         return Hit(count, blocked, True)

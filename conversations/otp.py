@@ -1,8 +1,9 @@
 """One-time codes: 6 digits from `secrets`, stored as HMAC-SHA256, checked in constant time.
 
-Limits (ISSUE 4): valid `ttl` seconds; 5 wrong tries (across codes) lock that person's login for
-15 minutes; a new code only 60 s after the previous one; at most 5 codes an hour per person and
-per destination phone.
+Limits: valid `ttl` seconds; 5 tries (across codes; a right code gives its try back) lock that
+person's login for 15 minutes; a new code only 60 s after the previous one; at most 5 codes an
+hour per person and per destination phone. Each try and each code sent is counted atomically
+before it happens (`conversations.limits`), so batched or concurrent requests get no more.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, func, select, update
@@ -62,9 +64,18 @@ class Challenge:
     expires_at: datetime
 
 
+class CheckOutcome(StrEnum):
+    """What a typed code turned out to be. Callers match it exhaustively; only OK logs in."""
+
+    OK = "ok"
+    WRONG = "wrong"
+    EXPIRED = "expired"
+    LOCKED = "locked"
+
+
 @dataclass(frozen=True)
 class CheckResult:
-    outcome: str  # ok | wrong | expired | locked
+    outcome: CheckOutcome
     left: int = 0
     effects: tuple[Effect, ...] = ()
 
@@ -132,8 +143,11 @@ class OtpService:
     async def lock_seconds(self, person_id: str) -> int:
         return (await self.counters.read(self._fail_key(person_id), LOCK))[1]
 
-    async def refusal(self, person_id: str, phone: str) -> Refusal | None:
-        """Why no code may be sent now (locked, too soon, too many), or None."""
+    async def reserve_send(self, person_id: str, phone: str) -> Refusal | None:
+        """Reserves the send slot of one new code, or says why no code may be sent now (locked,
+        too soon, too many). The slots are atomic counters, taken before anything is sent: however
+        many requests ask at once, on however many workers, at most the limits' worth of codes go
+        out. The committed codes of the last hour are checked as well (a sliding hour)."""
         locked = await self.lock_seconds(person_id)
         if locked:
             return Refusal("login.locked", {"minutes": math.ceil(locked / 60)})
@@ -160,17 +174,27 @@ class OtpService:
                 return Refusal(
                     "login.too_many_codes", {"minutes": max(1, math.ceil(free.total_seconds() / 60))}
                 )
-        # Counters that can reserve atomically (Redis) also guard the caps against concurrent
-        # requests on several workers, which the table counts above cannot see yet.
-        for key in (f"otp-sent:person:{person_id}", f"otp-sent:phone:{phone}"):
-            if await self.counters.take(key, limit=MAX_PER_HOUR, window=HOUR) is False:
-                return Refusal("login.too_many_codes", {"minutes": 60})
-        if await self.counters.take(f"otp-resend:{person_id}", limit=1, window=RESEND_AFTER) is False:
+        return await self._take_send_slots(person_id, phone)
+
+    async def _take_send_slots(self, person_id: str, phone: str) -> Refusal | None:
+        if not await self.counters.take(self.resend_key(person_id), limit=1, window=RESEND_AFTER):
             return Refusal("login.resend_wait", {"seconds": math.ceil(RESEND_AFTER.total_seconds())})
+        taken = [self.resend_key(person_id)]
+        for key in (f"otp-sent:person:{person_id}", f"otp-sent:phone:{phone}"):
+            if not await self.counters.take(key, limit=MAX_PER_HOUR, window=HOUR):
+                for done in taken:  # nothing is sent: the slots taken so far are free again
+                    await self.counters.give_back(done)
+                return Refusal("login.too_many_codes", {"minutes": 60})
+            taken.append(key)
         return None
 
+    @staticmethod
+    def resend_key(person_id: str) -> str:
+        return f"otp-resend:{person_id}"
+
     def issue(self, person_id: str, phone: str, channel: str, address: str) -> tuple[str, Effect]:
-        """A new code for `person_id`, to be sent to `phone`; replaces the caller's previous one."""
+        """A new code for `person_id`, to be sent to `phone`; replaces the caller's previous one.
+        Only after `reserve_send` granted its slot."""
         code = self.generate()
         nonce = secrets.token_hex(12)
         code_hash = self._hash(nonce, code)
@@ -208,20 +232,22 @@ class OtpService:
         many guesses arrive at once, at most MAX_WRONG are compared per lock period."""
         now = self.clock()
         if challenge.expires_at <= now:
-            return CheckResult("expired")  # kept open: "resend" knows whom it was for
+            return CheckResult(CheckOutcome.EXPIRED)  # kept open: "resend" knows whom it was for
         fail_key = self._fail_key(challenge.person_id)
         attempt = await self.counters.hit_now(fail_key, limit=MAX_WRONG, window=LOCK, block=LOCK)
         if attempt.was_blocked:
-            return CheckResult("locked", effects=(self._close(challenge.id, now),))
+            return CheckResult(CheckOutcome.LOCKED, effects=(self._close(challenge.id, now),))
         candidate = self._hash(challenge.nonce, typed.replace(" ", ""))
         if hmac.compare_digest(candidate, challenge.code_hash):
-            return CheckResult("ok", effects=(self._close(challenge.id, now), self.counters.reset(fail_key)))
+            return CheckResult(
+                CheckOutcome.OK, effects=(self._close(challenge.id, now), self.counters.reset(fail_key))
+            )
         left = MAX_WRONG - attempt.count
         effects: list[Effect] = [self._count_attempt(challenge.id)]
-        if left <= 0:
+        if left <= 0 or attempt.blocked:
             effects.append(self._close_person(challenge.person_id, now))
-            return CheckResult("locked", effects=tuple(effects))
-        return CheckResult("wrong", left=left, effects=tuple(effects))
+            return CheckResult(CheckOutcome.LOCKED, effects=tuple(effects))
+        return CheckResult(CheckOutcome.WRONG, left=left, effects=tuple(effects))
 
     @staticmethod
     def _close(challenge_id: int, now: datetime) -> Effect:

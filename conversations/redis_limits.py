@@ -94,6 +94,16 @@ class RedisRateCounters:
             self._failed("hit", exc)
             return await self.fallback.hit_now(key, limit=limit, window=window, block=block)
 
+    async def give_back(self, key: str) -> None:
+        """Returns the unit of a comparison that succeeded (the block key, if any, stays)."""
+        try:
+            counter = _Window(1, 1).key_for(key)
+            if await self.storage.incr(counter, 1, amount=-1) < 0:  # it had expired meanwhile
+                await self.storage.clear(counter)
+        except Exception as exc:  # noqa: BLE001
+            self._failed("give back", exc)
+            await self.fallback.give_back(key)
+
     def reset(self, key: str) -> Effect:
         async def apply() -> None:  # once the turn has committed
             try:
@@ -105,10 +115,10 @@ class RedisRateCounters:
         # the SQL counter too (it may have counted while Redis was down), in the turn's transaction
         return Effect(sql=self.fallback.reset(key).sql, after_commit=apply)
 
-    async def take(self, key: str, *, limit: int, window: timedelta) -> bool | None:
+    async def take(self, key: str, *, limit: int, window: timedelta) -> bool:
         """Reserves one of `limit` events in `window` (False: none left)."""
         try:
             return await self.limiter.hit(_Window(limit, window.total_seconds()), key)
         except Exception as exc:  # noqa: BLE001
             self._failed("take", exc)
-            return None
+            return await self.fallback.take(key, limit=limit, window=window)

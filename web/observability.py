@@ -18,6 +18,11 @@ naming what is not well (registry circuit open or registry unreachable, outbox b
 queued registry writes, Redis unreachable when REDIS_URL is set, Telegram not connected);
 503 only when the database does not answer.
 
+With METRICS_TOKEN set, /metrics and the API description (/docs, /redoc, /openapi.json) demand
+`Authorization: Bearer <METRICS_TOKEN>` (`OperatorPagesGuard`: 401 without it, 403 when wrong).
+Labels hold only fixed vocabularies (route templates, HTTP methods, statuses, outcomes): never a
+path, a phone number, an ID or a token.
+
 In a multi-process deployment each worker process exposes its own counters (scrape every worker,
 or sum them); the gauges read at scrape come from the shared database and agree.
 """
@@ -27,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -84,6 +90,15 @@ REFUSAL_REASONS = {
 
 
 # -- the request middleware ---------------------------------------------------------------------
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _method(scope: Scope) -> str:
+    """The HTTP method, or "other": a client may send any token there, and labels must stay few."""
+    method = str(scope.get("method", ""))
+    return method if method in METHODS else "other"
+
+
 def _route_name(scope: Scope) -> str:
     """The route template (`/c/{token}`), never the raw path: labels must stay few."""
     route = scope.get("route")
@@ -113,9 +128,32 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = _route_name(scope)
-            LATENCY.labels(scope["method"], route).observe(time.perf_counter() - started)
-            REQUESTS.labels(scope["method"], route, str(status)).inc()
+            route, method = _route_name(scope), _method(scope)
+            LATENCY.labels(method, route).observe(time.perf_counter() - started)
+            REQUESTS.labels(method, route, str(status)).inc()
+
+
+OPERATOR_PATHS = frozenset({"/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+
+
+class OperatorPagesGuard:
+    """METRICS_TOKEN set: the operator pages answer only `Authorization: Bearer <METRICS_TOKEN>`
+    (compared in constant time); 401 without credentials, 403 with wrong ones."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app, self.expected = app, f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].rstrip("/") not in OPERATOR_PATHS:
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+        if hmac.compare_digest(given, self.expected):
+            await self.app(scope, receive, send)
+            return
+        status, text = (401, "credentials required") if not given else (403, "wrong credentials")
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+        await JSONResponse({"detail": text}, status, headers=headers)(scope, receive, send)
 
 
 # -- hooks on the wired objects -------------------------------------------------------------------
@@ -188,7 +226,7 @@ def instrument_registry_backend(backend: Any) -> None:
 
 def instrument_otp(otp: Any) -> None:
     """Counts typed codes by outcome and codes refused, on the engine's OtpService instance."""
-    check, refusal = otp.check, otp.refusal
+    check, refusal = otp.check, otp.reserve_send
     if getattr(check, "__vaxchannel_timed__", False):
         return
 
@@ -206,7 +244,7 @@ def instrument_otp(otp: Any) -> None:
         return result
 
     counted_check.__vaxchannel_timed__ = True  # type: ignore[attr-defined]
-    otp.check, otp.refusal = counted_check, counted_refusal
+    otp.check, otp.reserve_send = counted_check, counted_refusal
 
 
 def instrument(state: Any) -> None:

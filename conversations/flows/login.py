@@ -1,18 +1,28 @@
 """Login: national ID → date of birth → a one-time code to the phone the registry holds for that
-person → the code. Nothing about the person is shown before the code is right; the plain "no
-record" answer is itself rate-limited per caller."""
+person → the code. Nothing about the person is shown before the code is right.
+
+Every date-of-birth try takes a unit from two budgets before the registry compares it: the
+caller's (NOT_FOUND_LIMIT) and the national ID's, whoever asks (ID_MISS_LIMIT); a person found
+gives both back, so only misses stay counted. Every typed code is counted by `OtpService.check`,
+every code sent is reserved by `OtpService.reserve_send`. The counters are atomic and written at
+once, so many inputs in one USSD request, or many requests at once, get no more tries."""
 
 from __future__ import annotations
 
+import logging
 from datetime import date, timedelta
+from typing import TYPE_CHECKING, assert_never
 
 from conversations.context import Context
+from conversations.limits import Hit
 from conversations.model import Channel
-from conversations.otp import looks_like_code
+from conversations.otp import Challenge, CheckOutcome, looks_like_code
 from outbox.store import OutboundMessage
 from registry_client.errors import RecordNotFound
 from registry_client.identity import mask_phone, normalize_national_id, normalize_phone, parse_ddmmyyyy
 from registry_client.models import Person
+
+log = logging.getLogger(__name__)
 
 NAME = "login"
 NOT_FOUND_LIMIT = 5
@@ -59,18 +69,21 @@ async def begin_enter_code(ctx: Context) -> None:
 async def begin_by_phone(ctx: Context, phone_text: str) -> None:
     """Telegram: the user shared their own number; a code goes to it when the registry holds it."""
     phone = normalize_phone(phone_text)
-    count, blocked = await ctx.services.counters.read(_not_found_key(ctx), NOT_FOUND_WINDOW)
-    if blocked:
-        ctx.say("login.not_found_limited", minutes=max(1, blocked // 60))
-        ctx.finish()
+    counters, key = ctx.services.counters, _not_found_key(ctx)
+    caller = await _try_budget(ctx, key, NOT_FOUND_LIMIT, NOT_FOUND_WINDOW)
+    if caller.was_blocked:
+        _limited(ctx, caller.blocked)
         return
     persons = await ctx.registry.find_persons_by_phone(phone) if phone else []
     holders = [p for p in persons if p.registered_phone == phone]
     if not holders or phone is None:
-        _count_not_found(ctx, count)
+        if caller.blocked:
+            _limited(ctx, caller.blocked)
+            return
         ctx.say("login.phone_not_found")
         await begin(ctx, None)
         return
+    await counters.give_back(key)
     ctx.start_flow(NAME, "code", then=None, by_phone=phone)
     await _send_code(ctx, holders[0], phone, sent_key="login.phone_code_sent")
 
@@ -107,40 +120,44 @@ async def handle(ctx: Context, step: str, text: str) -> None:
         ctx.ask(ctx.t("login.ask_code"), [(RESEND, ctx.t("login.resend"))])
 
 
-def _count_not_found(ctx: Context, count: int) -> None:
-    ctx.effect(
-        ctx.services.counters.hit(
-            _not_found_key(ctx), limit=NOT_FOUND_LIMIT, window=NOT_FOUND_WINDOW, block=NOT_FOUND_WINDOW
-        )
-    )
+async def _try_budget(ctx: Context, key: str, limit: int, window: timedelta) -> Hit:
+    """One unit of a date-of-birth budget, counted at once (the block lasts one window)."""
+    return await ctx.services.counters.hit_now(key, limit=limit, window=window, block=window)
+
+
+def _limited(ctx: Context, blocked_seconds: int) -> None:
+    ctx.say("login.not_found_limited", minutes=max(1, -(-blocked_seconds // 60)))
+    ctx.finish()
 
 
 async def _lookup(ctx: Context, national_id: str, born: date) -> None:
     counters = ctx.services.counters
-    count, blocked = await counters.read(_not_found_key(ctx), NOT_FOUND_WINDOW)
-    if not blocked:  # this ID had too many wrong dates of birth lately, from any caller
-        blocked = (await counters.read(_id_miss_key(national_id), ID_MISS_WINDOW))[1]
-    if blocked:
-        ctx.say("login.not_found_limited", minutes=max(1, -(-blocked // 60)))
-        ctx.finish()
+    caller_key, id_key = _not_found_key(ctx), _id_miss_key(national_id)
+    caller = await _try_budget(ctx, caller_key, NOT_FOUND_LIMIT, NOT_FOUND_WINDOW)
+    if caller.was_blocked:
+        _limited(ctx, caller.blocked)
+        return
+    per_id = await _try_budget(ctx, id_key, ID_MISS_LIMIT, ID_MISS_WINDOW)
+    if per_id.was_blocked:  # this ID had too many wrong dates of birth lately, from any caller
+        await counters.give_back(caller_key)
+        _limited(ctx, per_id.blocked)
         return
     try:
         person = await ctx.registry.find_person(national_id, born)
     except RecordNotFound:
-        _count_not_found(ctx, count)
-        ctx.effect(
-            counters.hit(
-                _id_miss_key(national_id), limit=ID_MISS_LIMIT, window=ID_MISS_WINDOW, block=ID_MISS_WINDOW
-            )
-        )
-        if count + 1 >= NOT_FOUND_LIMIT:
-            ctx.say("login.not_found_limited", minutes=int(NOT_FOUND_WINDOW.total_seconds() // 60))
-            ctx.finish()
+        if caller.blocked:  # that was this caller's last try (a blocked ID shows on the next)
+            _limited(ctx, caller.blocked)
             return
         ctx.state.data.pop("national_id", None)
         ctx.state.step, ctx.state.back = "id", []
         ctx.ask(ctx.t("login.not_found"))
         return
+    except Exception:  # nothing was compared (the registry failed): the tries are not spent
+        for key in (caller_key, id_key):
+            await counters.give_back(key)
+        raise
+    for key in (caller_key, id_key):  # found: only misses stay counted
+        await counters.give_back(key)
     phone = person.registered_phone
     if phone is None:
         ctx.say("login.no_phone")
@@ -152,7 +169,7 @@ async def _lookup(ctx: Context, national_id: str, born: date) -> None:
 
 async def _send_code(ctx: Context, person: Person, phone: str, *, sent_key: str = "login.code_sent") -> None:
     otp = ctx.services.otp
-    refusal = await otp.refusal(person.id, phone)
+    refusal = await otp.reserve_send(person.id, phone)
     if refusal is not None:
         ctx.say(refusal.key, **refusal.params)
         if refusal.key == "login.resend_wait" and await otp.has_live_code(ctx.channel, ctx.address):
@@ -196,8 +213,6 @@ async def _resend(ctx: Context) -> None:
 
 async def enter_code(ctx: Context, text: str) -> None:
     """A typed code: from the code step, the menu's "enter code", or a bare 6 digits by SMS."""
-    from conversations.flows.run import start_target, with_person
-
     otp = ctx.services.otp
     challenge = await otp.pending_for(ctx.channel.value, ctx.address)
     if challenge is None:
@@ -206,19 +221,35 @@ async def enter_code(ctx: Context, text: str) -> None:
         return
     result = await otp.check(challenge, text)
     ctx.effect(*result.effects)
-    if result.outcome == "wrong":
-        ctx.state.flow, ctx.state.step = NAME, "code"
-        ctx.ask(ctx.t("login.bad_code", left=result.left), [(RESEND, ctx.t("login.resend"))])
-        return
-    if result.outcome == "expired":
-        ctx.state.flow, ctx.state.step = NAME, "code"
-        ctx.ask(ctx.t("login.code_expired"), [(RESEND, ctx.t("login.resend"))])
-        return
-    if result.outcome == "locked":
-        ctx.state.code_until = None
-        ctx.say("login.locked", minutes=15)
-        ctx.finish()
-        return
+    outcome = result.outcome
+    match outcome:
+        case CheckOutcome.OK:
+            await _logged_in(ctx, challenge)
+        case CheckOutcome.WRONG:
+            ctx.state.flow, ctx.state.step = NAME, "code"
+            ctx.ask(ctx.t("login.bad_code", left=result.left), [(RESEND, ctx.t("login.resend"))])
+        case CheckOutcome.EXPIRED:
+            ctx.state.flow, ctx.state.step = NAME, "code"
+            ctx.ask(ctx.t("login.code_expired"), [(RESEND, ctx.t("login.resend"))])
+        case CheckOutcome.LOCKED:
+            ctx.state.code_until = None
+            ctx.say("login.locked", minutes=15)
+            ctx.finish()
+        case _:
+            # Not a CheckOutcome: refused, never logged in. mypy proves every member is handled
+            # above (assert_never); at run time an unknown value fails closed instead of raising.
+            log.error("one-time code check gave an unknown outcome %r: refused", outcome)
+            ctx.state.code_until = None
+            ctx.say("login.locked", minutes=15)
+            ctx.finish()
+            if TYPE_CHECKING:
+                assert_never(outcome)
+
+
+async def _logged_in(ctx: Context, challenge: Challenge) -> None:
+    """The code was right: bind the caller to the person (and the family on that phone)."""
+    from conversations.flows.run import start_target, with_person
+
     ctx.code_settled = True
     ctx.state.code_until = None
     then = ctx.state.data.get("then")
