@@ -40,8 +40,14 @@ templates.env.globals["product_display"] = product_display
 
 MAX_API_BODY = 64 * 1024
 MAX_UPLOAD = 10 * 1024 * 1024
-MAX_PHOTO_PIXELS = 40_000_000
+# A photo's size is read from its header before any pixel is decoded: a small file can declare
+# a huge image (a 170 KB PNG of 6300 × 6300 pixels decodes to ~120 MB). Larger ones get 413.
+MAX_PHOTO_PIXELS = 4_000_000
+MAX_PHOTO_SIDE = 4_000
 DECODE_SIDE = 1600  # photos are scaled down to this before looking for the QR code
+DECODE_SLOTS = 2  # photos decoded at once (per process); others wait briefly
+DECODE_WAIT_SECONDS = 3.0
+RETRY_AFTER_SECONDS = 5
 
 router = APIRouter(tags=["certificates"])
 
@@ -206,13 +212,18 @@ def _has_code_tab() -> bool:
 
 
 def _verify_page(
-    request: Request, lang: str, result: VerificationResult | None = None, error: str | None = None
+    request: Request,
+    lang: str,
+    result: VerificationResult | None = None,
+    error: str | None = None,
+    status: int = 200,
 ) -> HTMLResponse:
     reason = REASONS[lang].get(result.code, result.code) if result else None
     return _page(
         request,
         "certificates/verify.html",
         lang,
+        status,
         result=result,
         reason=reason,
         error=error,
@@ -225,12 +236,18 @@ async def verify_page(request: Request) -> HTMLResponse:
     return _verify_page(request, _lang(request))
 
 
+class TooManyPixels(ValueError):
+    """The photo's header declares more pixels than MAX_PHOTO_PIXELS / MAX_PHOTO_SIDE."""
+
+
 def _qr_text_in_photo(data: bytes) -> str | None:
-    """The text of the first QR code in a photo; ValueError when it is not a usable image."""
+    """The text of the first QR code in a photo; TooManyPixels for an oversized one (checked from
+    the header, before decoding), ValueError when it is not a usable image."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > MAX_PHOTO_PIXELS:
-                raise ValueError("too many pixels")
+        with Image.open(io.BytesIO(data)) as image:  # lazy: only the header is read here
+            width, height = image.size
+            if width * height > MAX_PHOTO_PIXELS or max(width, height) > MAX_PHOTO_SIDE:
+                raise TooManyPixels(f"{width}x{height}")
             image.draft("L", (DECODE_SIDE, DECODE_SIDE))  # JPEG: decode at reduced size
             gray = image.convert("L")
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
@@ -241,12 +258,28 @@ def _qr_text_in_photo(data: bytes) -> str | None:
     return found[0].text if found else None
 
 
+async def _decode_photo(request: Request, data: bytes) -> str | None:
+    """Decodes in a worker thread, at most DECODE_SLOTS at once; TimeoutError when no slot frees
+    up within DECODE_WAIT_SECONDS."""
+    state = request.app.state
+    slots: asyncio.Semaphore | None = getattr(state, "photo_decode_slots", None)
+    if slots is None:
+        slots = state.photo_decode_slots = asyncio.Semaphore(DECODE_SLOTS)
+    async with asyncio.timeout(DECODE_WAIT_SECONDS):
+        await slots.acquire()
+    try:
+        return await asyncio.to_thread(_qr_text_in_photo, data)
+    finally:
+        slots.release()
+
+
 @router.post("/verify", response_class=HTMLResponse, include_in_schema=False)
 async def verify_submit(request: Request, service: Certificates) -> HTMLResponse:
     lang = language(request.query_params.get("lang"))
     t = TEXTS[lang]
-    if int(request.headers.get("content-length") or 0) > MAX_UPLOAD + 64 * 1024:
-        return _verify_page(request, lang, error=t["image_too_large"])
+    declared = request.headers.get("content-length") or "0"
+    if declared.isdigit() and int(declared) > MAX_UPLOAD + 64 * 1024:
+        return _verify_page(request, lang, error=t["image_too_large"], status=413)
     try:
         form = await request.form(max_files=1, max_fields=10)
     except Exception:
@@ -258,11 +291,17 @@ async def verify_submit(request: Request, service: Certificates) -> HTMLResponse
     if photo is not None and not isinstance(photo, str) and photo.filename:
         data = await photo.read(MAX_UPLOAD + 1)
         if len(data) > MAX_UPLOAD:
-            return _verify_page(request, lang, error=t["image_too_large"])
+            return _verify_page(request, lang, error=t["image_too_large"], status=413)
         try:
-            text = await asyncio.to_thread(_qr_text_in_photo, data)
+            text = await _decode_photo(request, data)
+        except TooManyPixels:
+            return _verify_page(request, lang, error=t["image_too_many_pixels"], status=413)
         except ValueError:
-            return _verify_page(request, lang, error=t["not_an_image"])
+            return _verify_page(request, lang, error=t["not_an_image"], status=400)
+        except TimeoutError:
+            busy = _verify_page(request, lang, error=t["busy"], status=503)
+            busy.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return busy
         if text is None:
             return _verify_page(request, lang, error=t["no_qr_found"])
     if not isinstance(text, str) or not text.strip():

@@ -48,6 +48,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "no_qr_found": "Không tìm thấy mã QR trong ảnh. Hãy chụp lại rõ và thẳng hơn.",
         "not_an_image": "Tệp tải lên không phải là ảnh.",
         "image_too_large": "Ảnh quá lớn (tối đa 10 MB).",
+        "image_too_many_pixels": "Ảnh có độ phân giải quá lớn (tối đa 4000 × 4000 điểm ảnh, 4 megapixel). "
+        "Hãy chụp lại ở độ phân giải thấp hơn hoặc cắt sát mã QR.",
+        "busy": "Hệ thống đang bận đọc ảnh khác. Vui lòng thử lại sau vài giây.",
         "nothing_to_check": "Hãy dán chuỗi HC1 hoặc chọn ảnh mã QR.",
     },
     "en": {
@@ -91,6 +94,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "no_qr_found": "No QR code found in the photo. Take it again, sharper and straight on.",
         "not_an_image": "The uploaded file is not an image.",
         "image_too_large": "The image is too large (10 MB at most).",
+        "image_too_many_pixels": "The photo has too many pixels (4000 × 4000 and 4 megapixels at most). "
+        "Take it at a lower resolution or crop it to the QR code.",
+        "busy": "The service is busy reading other photos. Please try again in a few seconds.",
         "nothing_to_check": "Paste an HC1 string or choose a photo of a QR code.",
     },
 }

@@ -169,7 +169,7 @@ def test_verify_page_paste_and_photo(cert_app: CertApp) -> None:
     no_qr = cert_app.client.post("/verify", files={"photo": ("blank.png", blank.getvalue(), "image/png")})
     assert "Không tìm thấy mã QR trong ảnh" in no_qr.text
     not_image = cert_app.client.post("/verify", files={"photo": ("x.png", b"%PDF-1.4 nope", "image/png")})
-    assert not_image.status_code == 200 and "không phải là ảnh" in not_image.text
+    assert not_image.status_code == 400 and "không phải là ảnh" in not_image.text
     nothing = cert_app.client.post("/verify", data={"hc1": "  "})
     assert "Hãy dán chuỗi HC1" in nothing.text
 
