@@ -97,6 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="VaxChannel", version="0.1.0", lifespan=lifespan, max_body_size=MAX_REQUEST_BYTES)
     install_request_error_handlers(app)  # malformed requests: 4xx, never 500
     app.add_middleware(observability.MetricsMiddleware)
+    if settings.metrics_token:  # /metrics and the API docs for the operator only
+        app.add_middleware(observability.OperatorPagesGuard, token=settings.metrics_token)
     app.add_middleware(SecurityHeadersMiddleware)  # CSP, frames, nosniff, referrer on every response
     app.include_router(observability.router)
     app.include_router(verify_code.router)
@@ -111,5 +113,6 @@ def app_from_environment() -> FastAPI:
     """Factory for `uvicorn --factory app:app_from_environment` (several workers)."""
     from web.structured_logs import configure_logging
 
-    configure_logging()
-    return create_app(Settings())
+    settings = Settings()
+    configure_logging(settings)
+    return create_app(settings)
