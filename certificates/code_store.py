@@ -9,10 +9,14 @@ from `issued_certificates` in the same indexed lookup.
 `check(code, birth_year, caller=)` answers valid / revoked / expired only when the birth year
 matches; an unknown code and a wrong year get the same answer ("unknown"), so a code alone
 reveals nothing, not even that it exists. A mistyped code (wrong length, a character outside
-the alphabet, a failed check character) is "check the code" and costs nothing. Failed checks
-are counted per caller (IP address, phone) and, for wrong years, per code: too many and the
-caller is blocked, or the code is locked, for a while (the counters are SQL rows, shared by
-every worker process).
+the alphabet, a failed check character) is "check the code" and costs nothing.
+
+Guesses are a budget: before a code is looked up, the caller (IP address, phone) takes one unit
+of its budget; before a birth year is compared, the code takes one of its own. Each unit is one
+atomic upsert with RETURNING, committed at once (`_take`), and the comparison happens only if
+the unit was granted — so concurrent requests, on however many workers, get no more comparisons
+than the limit. A right year gives both units back; a failure keeps them, and the failure that
+uses up a budget blocks the caller, or locks the code, for a while.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import Table, case, delete, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -37,6 +42,8 @@ from certificates.tables import IssuedCertificateRow
 from db.clock import Clock, as_utc, utc_now
 
 log = logging.getLogger(__name__)
+
+ATTEMPTS: Table = CodeAttemptRow.__table__  # type: ignore[assignment]
 
 # Outcomes (CodeVerdict.reason); the channels turn them into words.
 VALID = "valid"
@@ -173,36 +180,29 @@ class CertificateCodes:
             return CodeVerdict(False, CHECK_CODE, detail=parsed.problem or "")
         code = parsed.code
         now = self.clock()
+        limits = self.limits
         caller_key = attempt_key("caller", caller) if caller else None
         code_key = attempt_key("code", code)
-        async with self.sessions() as session:
-            keys = [code_key] if caller_key is None else [caller_key, code_key]
-            attempts = {
-                a.key: a
-                for a in await session.scalars(select(CodeAttemptRow).where(CodeAttemptRow.key.in_(keys)))
-            }
-            if caller_key and (wait := _blocked_for(attempts.get(caller_key), now)):
+        taken: list[Budget] = []
+        if caller_key is not None:
+            budget = Budget(caller_key, limits.caller_failures, limits.caller_window, limits.caller_block)
+            if wait := await self._take(budget, now):
                 return CodeVerdict(False, TOO_MANY, detail="caller blocked", retry_after=wait)
-            if wait := _blocked_for(attempts.get(code_key), now):
-                return CodeVerdict(False, LOCKED, detail="code locked", retry_after=wait)
-            found = (
-                await session.execute(
-                    select(
-                        CertificateCodeRow, IssuedCertificateRow.expires_at, IssuedCertificateRow.revoked_at
-                    )
-                    .join(IssuedCertificateRow, IssuedCertificateRow.uvci == CertificateCodeRow.uvci)
-                    .where(CertificateCodeRow.code == code)
-                )
-            ).first()
+            taken.append(budget)
+        found = await self._find(code)
         if found is None:
-            if caller_key:
-                await self._count_failure([(caller_key, True)], now)
+            await self._failed(taken, now)
             return CodeVerdict(False, UNKNOWN, detail="no such code")
+        budget = Budget(code_key, limits.code_failures, limits.code_window, limits.code_lock)
+        if wait := await self._take(budget, now):
+            await self._give_back(taken)  # nothing was compared
+            return CodeVerdict(False, LOCKED, detail="code locked", retry_after=wait)
+        taken.append(budget)
         row, expires_at, revoked_at = found
         if row.birth_year != birth_year:
-            keys_hit = [(code_key, False)] if caller_key is None else [(caller_key, True), (code_key, False)]
-            await self._count_failure(keys_hit, now)
+            await self._failed(taken, now)
             return CodeVerdict(False, UNKNOWN, detail="wrong birth year", person_id=row.person_id)
+        await self._give_back(taken)  # only failures stay counted
         status = certificate_status(expires_at, revoked_at, now)
         return CodeVerdict(
             status == VALID,
@@ -215,32 +215,70 @@ class CertificateCodes:
             person_id=row.person_id,
         )
 
-    async def _count_failure(self, keys: list[tuple[str, bool]], now: datetime) -> None:
-        """One more failure on each (key, is_caller); the limit-th blocks the key."""
-        for attempt in range(3):
-            try:
-                async with self.sessions() as session, session.begin():
-                    for key, is_caller in keys:
-                        await self._count_one(session, key, is_caller, now)
-                return
-            except IntegrityError:  # another worker created the same counter row first
-                if attempt == 2:
-                    log.warning("could not count a failed certificate-code check")
+    async def _find(self, code: str) -> tuple[CertificateCodeRow, datetime, datetime | None] | None:
+        async with self.sessions() as session:
+            found = (
+                await session.execute(
+                    select(
+                        CertificateCodeRow, IssuedCertificateRow.expires_at, IssuedCertificateRow.revoked_at
+                    )
+                    .join(IssuedCertificateRow, IssuedCertificateRow.uvci == CertificateCodeRow.uvci)
+                    .where(CertificateCodeRow.code == code)
+                )
+            ).first()
+        return None if found is None else (found[0], found[1], found[2])
 
-    async def _count_one(self, session: AsyncSession, key: str, caller: bool, now: datetime) -> None:
-        limit = self.limits.caller_failures if caller else self.limits.code_failures
-        window = self.limits.caller_window if caller else self.limits.code_window
-        block = self.limits.caller_block if caller else self.limits.code_lock
-        row = await session.get(CodeAttemptRow, key, with_for_update=True)
-        if row is None:
-            row = CodeAttemptRow(key=key, failures=0, window_start=now)
-            session.add(row)
-        elif as_utc(row.window_start) <= now - window:
-            row.failures, row.window_start = 0, now
-        row.failures += 1
-        if row.failures >= limit:
-            row.blocked_until = now + block
-            row.failures, row.window_start = 0, now
+    # -- the budgets -----------------------------------------------------------------------------
+    async def _take(self, budget: Budget, now: datetime) -> int:
+        """Takes one unit in one atomic upsert (the row lock on PostgreSQL, the writer lock on
+        SQLite), committed at once. 0: granted; else the seconds the key stays blocked (a key
+        whose units are all out waits for its window to end)."""
+        expired = ATTEMPTS.c.window_start <= now - budget.window
+        insert = postgresql.insert if self._dialect() == "postgresql" else sqlite.insert
+        stmt = (
+            insert(ATTEMPTS)
+            .values(key=budget.key, failures=1, window_start=now, blocked_until=None)
+            .on_conflict_do_update(
+                index_elements=[ATTEMPTS.c.key],
+                set_={
+                    "failures": case((expired, 1), else_=ATTEMPTS.c.failures + 1),
+                    "window_start": case((expired, now), else_=ATTEMPTS.c.window_start),
+                },
+            )
+            .returning(ATTEMPTS.c.failures, ATTEMPTS.c.window_start, ATTEMPTS.c.blocked_until)
+        )
+        async with self.sessions() as session, session.begin():
+            used, window_start, blocked_until = (await session.execute(stmt)).one()
+        if wait := _seconds_left(blocked_until, now):
+            return wait
+        if used > budget.limit:
+            return max(1, _seconds_left(as_utc(window_start) + budget.window, now))
+        return 0
+
+    async def _failed(self, budgets: list[Budget], now: datetime) -> None:
+        """A failed comparison keeps its units; the one that used up a budget starts the block."""
+        async with self.sessions() as session, session.begin():
+            for budget in budgets:
+                await session.execute(
+                    update(ATTEMPTS)
+                    .where(ATTEMPTS.c.key == budget.key, ATTEMPTS.c.failures >= budget.limit)
+                    .values(blocked_until=now + budget.block, failures=0, window_start=now)
+                )
+
+    async def _give_back(self, budgets: list[Budget]) -> None:
+        if not budgets:
+            return
+        async with self.sessions() as session, session.begin():
+            for budget in budgets:
+                await session.execute(
+                    update(ATTEMPTS)
+                    .where(ATTEMPTS.c.key == budget.key, ATTEMPTS.c.failures > 0)
+                    .values(failures=ATTEMPTS.c.failures - 1)
+                )
+
+    def _dialect(self) -> str:
+        bind = self.sessions.kw.get("bind")
+        return bind.dialect.name if bind is not None else "sqlite"
 
     # -- housekeeping --------------------------------------------------------------------------
     async def cleanup(self) -> int:
@@ -257,10 +295,18 @@ class CertificateCodes:
         return int(getattr(result, "rowcount", 0) or 0)
 
 
-def _blocked_for(row: CodeAttemptRow | None, now: datetime) -> int:
-    if row is None or row.blocked_until is None:
+@dataclass(frozen=True)
+class Budget:
+    key: str
+    limit: int
+    window: timedelta
+    block: timedelta
+
+
+def _seconds_left(until: datetime | None, now: datetime) -> int:
+    if until is None:
         return 0
-    left = (as_utc(row.blocked_until) - now).total_seconds()
+    left = (as_utc(until) - now).total_seconds()
     return math.ceil(left) if left > 0 else 0
 
 
