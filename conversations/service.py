@@ -167,7 +167,13 @@ class ConversationService:
         audits: list[AuditEntry] = []
         outbound = []
         ctx: Context | None = None
+        # Several inputs in one USSD request (a shortcut dial, a gateway replaying the history) run
+        # one after the other; every guess among them is counted at once by the flows
+        # (conversations.limits), so a request carrying many tries gets no more than one per try
+        # of the budget. Once a reply ends the session, the inputs after it are not processed.
         for number, typed in enumerate(texts):
+            if ctx is not None and ctx.turn.end:
+                break
             one = dataclasses.replace(inbound, text=typed) if inbound.channel == Channel.USSD else inbound
             ctx = Context(one, state, self.services)
             if number == 0:
