@@ -28,7 +28,9 @@ def channel_auth_lines(settings: Settings) -> list[str]:
     elif settings.telegram_webhook_secret:
         telegram = "webhook with secret from TELEGRAM_WEBHOOK_SECRET"
     else:
-        telegram = f"webhook with secret from DATA_DIR/{TELEGRAM_SECRET_FILE} ({data_dir / TELEGRAM_SECRET_FILE})"
+        telegram = (
+            f"webhook with secret from DATA_DIR/{TELEGRAM_SECRET_FILE} ({data_dir / TELEGRAM_SECRET_FILE})"
+        )
     metrics = "Bearer METRICS_TOKEN" if settings.metrics_token else "open (METRICS_TOKEN unset)"
     return [
         f"  USSD          : {ussd}",

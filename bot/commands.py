@@ -64,11 +64,9 @@ async def configure_delivery(bot: Bot, settings: Settings) -> str:
             settings.public_base_url,
         )
         return "webhook not registered (PUBLIC_BASE_URL is not https)"
-    if not settings.telegram_webhook_secret:
-        log.warning("TELEGRAM_WEBHOOK_SECRET is unset: anyone who knows the URL can post updates")
     await bot.set_webhook(
         url,
-        secret_token=settings.telegram_webhook_secret,
+        secret_token=settings.resolved_telegram_webhook_secret,  # Telegram sends it with every update
         allowed_updates=ALLOWED_UPDATES,
         max_connections=40,
     )

@@ -1,4 +1,11 @@
-"""POST /telegram/webhook (INTERFACES §3): Telegram posts one `Update` as JSON per request."""
+"""POST /telegram/webhook: Telegram posts one `Update` as JSON per request.
+
+The route answers only in webhook mode (404 when Telegram is off or in polling mode) and only to
+a caller holding the webhook secret (`X-Telegram-Bot-Api-Secret-Token`: TELEGRAM_WEBHOOK_SECRET,
+or the one generated into DATA_DIR and handed to Telegram by setWebhook). A wrong or missing
+secret is a 403 before anything of the body is read, so a forged update never takes the id of a
+genuine one.
+"""
 
 from __future__ import annotations
 
@@ -26,10 +33,10 @@ def _answer(status: int, description: str, **extra: object) -> JSONResponse:
 @router.post(WEBHOOK_PATH, include_in_schema=False)
 async def telegram_webhook(request: Request) -> JSONResponse:
     channel: TelegramChannel | None = getattr(request.app.state, "telegram", None)
-    if channel is None:
-        return _answer(404, "the Telegram channel is not configured")
-    secret = channel.settings.telegram_webhook_secret
-    if secret and not hmac.compare_digest(request.headers.get(SECRET_HEADER, "").encode(), secret.encode()):
+    if channel is None or channel.settings.telegram_mode != "webhook":
+        return _answer(404, "no Telegram webhook here")
+    secret = channel.settings.resolved_telegram_webhook_secret.encode()
+    if not hmac.compare_digest(request.headers.get(SECRET_HEADER, "").encode(), secret):
         return _answer(403, "wrong secret token")
     if not channel.ready:  # Telegram redelivers on any non-2xx answer
         return _answer(503, "the bot is still connecting to Telegram")

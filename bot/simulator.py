@@ -1,7 +1,8 @@
 """`python main.py simulate telegram --phone +84…`: a Telegram client in the terminal.
 
 It plays both sides the service talks to: it runs a local Bot API stand-in (bot.local_bot_api),
-posts real `Update` JSON to the service's /telegram/webhook (with TELEGRAM_WEBHOOK_SECRET), and
+posts real `Update` JSON to the service's /telegram/webhook with the webhook secret (found the way
+the service finds it: TELEGRAM_WEBHOOK_SECRET, or the file generated into DATA_DIR), and
 shows what the bot sent through the stand-in, plus the SMS the service queued for the phone.
 
 When nothing answers at the service URL, the simulator starts the service itself
@@ -31,6 +32,7 @@ from bot.local_bot_api import Call, LocalBotApi
 from bot.simulated_updates import SimulatedUser
 from conversations.outbound import make_renderer
 from db.base import make_sync_engine
+from outbox.sealing import OutboxSeal
 from outbox.tables import OutboxRow
 from settings import Settings
 
@@ -150,7 +152,9 @@ class SmsWatcher(threading.Thread):
 
     def run(self) -> None:
         render = make_renderer(
-            strip_sms_diacritics=self.settings.sms_strip_diacritics, hotline=self.settings.hotline_number
+            strip_sms_diacritics=self.settings.sms_strip_diacritics,
+            hotline=self.settings.hotline_number,
+            seal=OutboxSeal(self.settings.secret_keys.outbox_seal),  # codes shown to this simulator only
         )
         try:
             while not self.stop.wait(0.3):
@@ -244,9 +248,7 @@ class Simulator:
         return False
 
     def _post(self, update: dict[str, Any], probe: bool = False) -> bool:
-        headers = {}
-        if self.settings.telegram_webhook_secret:
-            headers["X-Telegram-Bot-Api-Secret-Token"] = self.settings.telegram_webhook_secret
+        headers = {"X-Telegram-Bot-Api-Secret-Token": self.settings.resolved_telegram_webhook_secret}
         try:
             response = self.http.post(f"{self.base}/telegram/webhook", json=update, headers=headers)
         except httpx.HTTPError as exc:

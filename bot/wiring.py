@@ -34,6 +34,8 @@ async def start_telegram(settings: Settings, state: Any, background: Background)
     configured: telegram rows then stay in the outbox)."""
     if not settings.telegram_bot_token:
         return None
+    if settings.telegram_mode == "webhook":
+        settings.resolved_telegram_webhook_secret  # noqa: B018 - generated now, not on the first update
     on_unreachable = _unreachable_marker(state)
     channel = TelegramChannel(
         settings, state.db_sessions, engine=lambda: state.conversations, on_unreachable=on_unreachable

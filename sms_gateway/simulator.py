@@ -1,8 +1,10 @@
 """`python main.py simulate {ussd,sms} --phone +84…`: a phone in the terminal.
 
 It sends the service exactly what the gateways send — USSD: Africa's Talking's form with the
-session's inputs joined by `*` in `text`; SMS: Twilio's webhook form, signed with
-TWILIO_AUTH_TOKEN when that is set — and prints the answers. SMS that the service sends to the
+session's inputs joined by `*` in `text`, with the gateway token; SMS: Twilio's webhook form,
+signed with TWILIO_AUTH_TOKEN when that is set, with the gateway token otherwise — and prints
+the answers. The gateway token is found the way the service finds it (USSD_GATEWAY_TOKEN, or the
+file generated into DATA_DIR), so the simulator needs no setting when it shares the service's. SMS that the service sends to the
 simulated phone (one-time codes, links) are shown as they appear in the outbox: the simulator
 reads the outbox table of DATABASE_URL (read-only). That works whether or not Twilio is
 configured and needs no debug endpoint in the service, so no HTTP route ever exposes codes.
@@ -21,11 +23,17 @@ from twilio.request_validator import RequestValidator
 
 from conversations.outbound import make_renderer
 from db.base import make_sync_engine
+from outbox.sealing import OutboxSeal
 from outbox.tables import OutboxRow
 from registry_client.identity import normalize_phone
 from settings import Settings
+from sms_gateway.gateway_token import HEADER as GATEWAY_TOKEN_HEADER
 
 Printer = Callable[[str], None]
+REFUSED_HINT = (
+    "the service refused the gateway's credentials: run the simulator with the service's DATA_DIR "
+    "(or the same USSD_GATEWAY_TOKEN / TWILIO_AUTH_TOKEN)"
+)
 
 
 class OutboxWatcher:
@@ -35,7 +43,9 @@ class OutboxWatcher:
         self.engine = make_sync_engine(settings.database_url)
         self.phone, self.show = phone, show
         self.render = make_renderer(
-            strip_sms_diacritics=settings.sms_strip_diacritics, hotline=settings.hotline_number
+            strip_sms_diacritics=settings.sms_strip_diacritics,
+            hotline=settings.hotline_number,
+            seal=OutboxSeal(settings.secret_keys.outbox_seal),  # the local outbox shows codes here only
         )
         self.last_id = self._newest_id()
         self._lock = threading.Lock()
@@ -91,7 +101,7 @@ class OutboxWatcher:
 
 
 class UssdPhone:
-    def __init__(self, client: httpx.Client, base_url: str, phone: str, token: str | None) -> None:
+    def __init__(self, client: httpx.Client, base_url: str, phone: str, token: str) -> None:
         self.client, self.base_url, self.phone, self.token = client, base_url.rstrip("/"), phone, token
         self.session_id = ""
         self.inputs: list[str] = []
@@ -105,7 +115,6 @@ class UssdPhone:
         return self._post()
 
     def _post(self) -> str:
-        headers = {"X-Gateway-Token": self.token} if self.token else {}
         response = self.client.post(
             f"{self.base_url}/ussd",
             data={
@@ -115,8 +124,10 @@ class UssdPhone:
                 "networkCode": "45204",
                 "text": "*".join(self.inputs),
             },
-            headers=headers,
+            headers={GATEWAY_TOKEN_HEADER: self.token},
         )
+        if response.status_code == 403:
+            return f"END [HTTP 403] {REFUSED_HINT}"
         if response.status_code != 200:
             return f"END [HTTP {response.status_code}] {response.text[:200]}"
         return response.text
@@ -144,11 +155,14 @@ class SmsPhone:
             "ApiVersion": "2010-04-01",
         }
         params["SmsMessageSid"] = params["SmsSid"] = params["MessageSid"]
-        headers = {}
         if self.settings.twilio_auth_token:
             validator = RequestValidator(self.settings.twilio_auth_token)
-            headers["X-Twilio-Signature"] = validator.compute_signature(self.signed_url, params)
+            headers = {"X-Twilio-Signature": validator.compute_signature(self.signed_url, params)}
+        else:
+            headers = {GATEWAY_TOKEN_HEADER: self.settings.resolved_gateway_token}
         response = self.client.post(self.url, data=params, headers=headers)
+        if response.status_code == 403:
+            return [f"[HTTP 403] {REFUSED_HINT}"]
         if response.status_code != 200:
             return [f"[HTTP {response.status_code}] {response.text[:200]}"]
         root = ET.fromstring(response.text)
@@ -200,7 +214,7 @@ def run_simulator(settings: Settings, channel: str, phone: str, url: str | None)
     try:
         with httpx.Client(timeout=20.0) as client:
             if channel == "ussd":
-                phone_ussd = UssdPhone(client, base_url, number, settings.ussd_gateway_token)
+                phone_ussd = UssdPhone(client, base_url, number, settings.resolved_gateway_token)
                 _ussd_loop(phone_ussd, input, print, watcher.flush)
             else:
                 _sms_loop(SmsPhone(client, settings, base_url, number), input, print, watcher.flush)

@@ -87,7 +87,10 @@ async def test_service_starts_while_telegram_is_unreachable_and_says_503(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             ussd = {"sessionId": "s1", "serviceCode": "*123#", "phoneNumber": "+84901234567", "text": ""}
-            assert (await client.post("/ussd", data=ussd)).text.startswith("CON ")  # USSD keeps working
-            response = await client.post("/telegram/webhook", json=payload("text_message"))
+            gateway = {"X-Gateway-Token": settings.resolved_gateway_token}
+            answer = await client.post("/ussd", data=ussd, headers=gateway)
+            assert answer.text.startswith("CON ")  # USSD keeps working
+            secret = {"X-Telegram-Bot-Api-Secret-Token": settings.resolved_telegram_webhook_secret}
+            response = await client.post("/telegram/webhook", json=payload("text_message"), headers=secret)
             assert response.status_code == 503  # Telegram will redeliver it
         assert app.state.telegram.ready is False

@@ -1,5 +1,7 @@
 """The real app in this event loop (lifespan included) and callers that speak the gateways' wire
-formats: Africa's Talking USSD forms, Twilio SMS webhooks (signed when the app has an auth token).
+formats: Africa's Talking USSD forms with the gateway token, Twilio SMS webhooks (signed when the
+app has an auth token, with the gateway token otherwise). `Service.gateway_headers()` gives the
+headers an honest gateway sends, for tests that post by hand.
 
 Shared by tests/faults and tests/abuse. Assertions compare with the engine's own catalogue texts
 (`expected(...)`), rendered the way SMS/USSD show them (without diacritics).
@@ -74,6 +76,10 @@ class Service:
     def state(self) -> Any:
         return self.app.state
 
+    def gateway_headers(self) -> dict[str, str]:
+        """What the USSD gateway (and, without TWILIO_AUTH_TOKEN, the SMS gateway) must send."""
+        return {"X-Gateway-Token": self.settings.resolved_gateway_token}
+
     def ussd(self, phone: str) -> UssdCaller:
         return UssdCaller(self, phone)
 
@@ -135,7 +141,6 @@ class UssdCaller:
         return "\n".join(pages)
 
     async def _post(self) -> str:
-        token = self.service.settings.ussd_gateway_token
         self.last = await self.service.client.post(
             "/ussd",
             data={
@@ -145,7 +150,7 @@ class UssdCaller:
                 "networkCode": "45204",
                 "text": "*".join(self.inputs),
             },
-            headers={"X-Gateway-Token": token} if token else {},
+            headers=self.service.gateway_headers(),
         )
         assert self.last.status_code == 200, (self.last.status_code, self.last.text)
         assert self.last.text.startswith(("CON ", "END ")) and len(self.last.text) <= 182, self.last.text
@@ -186,8 +191,8 @@ class SmsCaller:
 
     async def send(self, body: str, sid: str | None = None) -> str:
         params = self.form(body, sid)
-        headers = {}
         settings = self.service.settings
+        headers = {} if settings.twilio_auth_token else self.service.gateway_headers()
         if settings.twilio_auth_token:
             url = settings.public_base_url.rstrip("/") + "/sms/twilio"
             headers["X-Twilio-Signature"] = RequestValidator(settings.twilio_auth_token).compute_signature(

@@ -25,7 +25,9 @@ def payload(name: str, **replace: str) -> bytes:
 
 @pytest.fixture
 def make_client(demo_url: str, tmp_path: Path) -> Iterator[Callable[..., TestClient]]:  # noqa: F811
-    """A TestClient over the real app (demo identities, no background workers)."""
+    """A TestClient over the real app (demo identities, no background workers). It sends the
+    gateway token with every request, as the honest USSD/SMS gateway does (the SMS webhook needs
+    it only without TWILIO_AUTH_TOKEN); a test of its absence removes the header."""
     clients: list[TestClient] = []
 
     def make(**overrides: Any) -> TestClient:
@@ -37,7 +39,9 @@ def make_client(demo_url: str, tmp_path: Path) -> Iterator[Callable[..., TestCli
             "secret_key": "test-secret-key",
         }
         values.update(overrides)
-        client = TestClient(create_app(Settings(**values)))
+        settings = Settings(**values)
+        client = TestClient(create_app(settings))
+        client.headers["X-Gateway-Token"] = settings.resolved_gateway_token
         client.__enter__()
         clients.append(client)
         return client

@@ -98,7 +98,7 @@ def test_login_status_certificate_report_over_the_real_service(
 ) -> None:
     base, twilio, settings = service
     with httpx.Client(timeout=10) as client:
-        phone = UssdPhone(client, base, AN_PHONE, None)
+        phone = UssdPhone(client, base, AN_PHONE, settings.resolved_gateway_token)
         assert phone.dial().startswith("CON Tiem chung COVID-19")
         assert phone.send("1").startswith("CON Nhap so CCCD")
         phone.send("001085012345")
@@ -179,7 +179,8 @@ def test_simulator_loops_drive_the_service(service: tuple[str, TwilioStandIn, Se
         return lambda prompt: lines.pop(0)
 
     with httpx.Client(timeout=10) as client:
-        _ussd_loop(UssdPhone(client, base, "+84912345678", None), keyboard(["", "0", "q"]), shown.append)
+        ussd = UssdPhone(client, base, "+84912345678", settings.resolved_gateway_token)
+        _ussd_loop(ussd, keyboard(["", "0", "q"]), shown.append)
         _sms_loop(SmsPhone(client, settings, base, "+84912345678"), keyboard(["HD", "q"]), shown.append)
     text = "\n".join(shown)
     assert "Tiem chung COVID-19\n1 Mui da tiem" in text

@@ -52,20 +52,27 @@ def test_ussd_table(
         assert len(response.text) <= 182
 
 
+@pytest.mark.parametrize("configured", [True, False], ids=["USSD_GATEWAY_TOKEN", "generated"])
 @pytest.mark.parametrize(
     ("where", "status"),
-    [("none", 403), ("wrong header", 403), ("header", 200), ("query", 200)],
+    [("none", 403), ("wrong header", 403), ("wrong query", 403), ("header", 200), ("query", 200)],
 )
-def test_gateway_token(make_client: Callable[..., TestClient], where: str, status: int) -> None:
-    client = make_client(ussd_gateway_token="s3cret-gw")
+def test_gateway_token(
+    make_client: Callable[..., TestClient], where: str, status: int, configured: bool
+) -> None:
+    client = make_client(ussd_gateway_token="s3cret-gw" if configured else None)
+    token = client.headers.pop("X-Gateway-Token")  # the fixture's honest gateway header
+    assert (token == "s3cret-gw") is configured
     headers = dict(FORM)
     url = "/ussd"
     if where == "header":
-        headers["X-Gateway-Token"] = "s3cret-gw"
+        headers["X-Gateway-Token"] = token
     elif where == "wrong header":
         headers["X-Gateway-Token"] = "nope"
+    elif where == "wrong query":
+        url += "?token=nope"
     elif where == "query":
-        url += "?token=s3cret-gw"
+        url += f"?token={token}"
     assert client.post(url, content=DIAL, headers=headers).status_code == status
 
 
