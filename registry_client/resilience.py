@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from registry_client import refs
-from registry_client.clock import Clock, utc_now
+from registry_client.clock import Clock, service_date, utc_now
 from registry_client.errors import RegistryError, RegistryUnavailable
 from registry_client.models import (
     AuditEntry,
@@ -462,7 +462,7 @@ class ResilientRegistry:
             language=new.language,
             status=CaseStatus.RECEIVED,
             site_code=None,
-            due_on=add_working_days(now.date(), self._sla_days),
+            due_on=add_working_days(service_date(now), self._sla_days),
             created_at=now,
             updated_at=now,
             description=new.description,

@@ -50,6 +50,8 @@ def test_approve_records_the_dose_reissues_the_certificate_and_tells_the_citizen
     console.as_user("minh")
     page = console.client.get(f"/agent/cases/{ref}").text
     assert "Vero Cell" in page and 'value="2021-10-08"' in page  # the form is prefilled from the claim
+    assert console.call(registry.get_correction, ref).status == CaseStatus.ROUTED  # reading changes nothing
+    assert console.post(f"/agent/cases/{ref}/start-review").status_code == 303
     assert console.call(registry.get_correction, ref).status == CaseStatus.IN_REVIEW
     response = console.post(
         f"/agent/cases/{ref}/approve",

@@ -186,7 +186,7 @@ async def corrections(request: Request, user: ApiUser, status: str = "open", sit
             limit=1000,
         )
     )
-    today = utc_now().date()
+    today = console.today()
     await console.registry.audit(
         AuditEntry(user.actor, "api.corrections", None, f"{scope or 'all'} {status}: {len(cases)}")
     )
@@ -246,6 +246,6 @@ async def resolve(request: Request, ref: str, body: ResolveBody, user: ApiUser) 
             "status": case.status.value,
             "citizen_told": outcome.citizen_told,
             "certificate_reissued": outcome.certificate_reissued,
-            "correction": case_json(case, utc_now().date()),
+            "correction": case_json(case, console.today()),
         }
     )

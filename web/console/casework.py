@@ -13,6 +13,7 @@ from registry_client.errors import InvalidRequest
 from registry_client.models import (
     AuditEntry,
     CaseKind,
+    CaseStatus,
     CorrectionCase,
     Decision,
     DosesConcerned,
@@ -47,7 +48,8 @@ class Outcome:
     certificate_reissued: bool
 
 
-def parse_dose(given: DoseInput, actor: str) -> NewDose:
+def parse_dose(given: DoseInput, actor: str, today: date) -> NewDose:
+    """The dose an agent typed; `today` is the service's day (a dose cannot be in the future)."""
     try:
         number = int(str(given.dose_number).strip())
     except (TypeError, ValueError):
@@ -60,7 +62,7 @@ def parse_dose(given: DoseInput, actor: str) -> NewDose:
     when = given.administered_on
     if not isinstance(when, date):
         when = parse_date_of_birth(when)
-    if when is None or when > date.today() or when.year < 2020:
+    if when is None or when > today or when.year < 2020:
         raise InputProblem("bad_dose_date")
     site_code = (given.site_code or "").strip().upper()
     if not site_code:
@@ -103,13 +105,32 @@ async def _close_the_loop(console: Any, case: CorrectionCase, dose_recorded: boo
     return told, reissued
 
 
+REVIEWABLE = (CaseStatus.RECEIVED, CaseStatus.ROUTED)
+
+
+def can_start_review(user: ConsoleUser, case: CorrectionCase) -> bool:
+    return case.status in REVIEWABLE and can_resolve_case(user, case)
+
+
+async def start_review(console: Any, user: ConsoleUser, ref: str) -> CorrectionCase:
+    """Marks a report "in review" (a POST by someone who may resolve it; opening it changes nothing)."""
+    case = await load_case(console, user, ref)
+    if not can_resolve_case(user, case):
+        raise Denied("cannot_resolve")
+    if case.status not in REVIEWABLE:
+        raise InvalidRequest("already_in_review" if case.is_open else "already_closed")
+    reviewed: CorrectionCase = await console.registry.mark_in_review(case.ref, user.actor)
+    await console.registry.audit(AuditEntry(user.actor, "case.start_review", case.person_id, case.ref))
+    return reviewed
+
+
 async def approve(console: Any, user: ConsoleUser, ref: str, dose: DoseInput | None, note: str) -> Outcome:
     case = await load_case(console, user, ref)
     if not can_resolve_case(user, case):
         raise Denied("cannot_resolve")
     if not case.is_open:
         raise InvalidRequest("already_closed")
-    new_dose = parse_dose(dose, user.actor) if dose is not None else None
+    new_dose = parse_dose(dose, user.actor, console.today()) if dose is not None else None
     if new_dose is None and case.kind in DOSE_KINDS:
         raise InputProblem("dose_required")
     note = (note or "").strip()[:1000]
@@ -206,7 +227,9 @@ async def bulk_approve(
     """Approves every selected report whose claimed dose matches the batch (date and vaccine);
     the dose number comes from each report. Others are left open with the reason."""
     template = parse_dose(
-        DoseInput(1, batch.vaccine, batch.lot, batch.administered_on, batch.site_code), user.actor
+        DoseInput(1, batch.vaccine, batch.lot, batch.administered_on, batch.site_code),
+        user.actor,
+        console.today(),
     )
     results: list[BulkItem] = []
     for ref in dict.fromkeys(r.strip().upper() for r in refs if r.strip()):

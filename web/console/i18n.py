@@ -240,6 +240,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "reassigned": ("Đã chuyển {ref} tới {target}.", "{ref} moved to {target}."),
     "photo_added": ("Đã thêm ảnh.", "Photo added."),
+    "review_started": ("Đã bắt đầu xem xét {ref}.", "Review of {ref} started."),
+    "already_in_review": ("Phản ánh này đã đang được xem xét.", "This report is already in review."),
+    "start_review": ("Bắt đầu xem xét", "Start review"),
     "upload_empty": ("Tệp rỗng.", "The file is empty."),
     "upload_too_big": ("Tệp quá lớn (tối đa 8 MB).", "The file is too big (8 MB at most)."),
     "upload_bad_type": (

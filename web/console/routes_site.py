@@ -3,14 +3,12 @@ attachments, bulk approve."""
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 
 from fastapi import File, Form, UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
-from registry_client.clock import utc_now
 from registry_client.errors import InvalidRequest
 from registry_client.models import OPEN_STATUSES, AuditEntry, CaseKind, CaseStatus, CorrectionQuery
 from registry_client.vaccines import PRODUCTS, lookup_product
@@ -67,7 +65,7 @@ async def queue(
         limit=500,
     )
     cases = await console.registry.list_corrections(query)
-    today = utc_now().date()
+    today = console.today()
     if sla in {s.value for s in SlaState}:
         cases = [c for c in cases if sla_state(c, today) == sla]
     if kind in {k.value for k in CaseKind}:
@@ -98,13 +96,7 @@ async def queue(
 @router.get("/agent/cases/{ref}")
 async def case_page(request: Request, info: AnyUser, ref: str) -> Response:
     console = request.app.state.console
-    case = await casework.load_case(console, info.user, ref)
-    if (
-        case.is_open
-        and can_resolve_case(info.user, case)
-        and case.status in (CaseStatus.RECEIVED, CaseStatus.ROUTED)
-    ):
-        case = await console.registry.mark_in_review(case.ref, info.user.actor)
+    case = await casework.load_case(console, info.user, ref)  # reading changes nothing
     person, doses = None, []
     if case.person_id is not None:
         person = await console.registry.get_person(case.person_id)
@@ -118,8 +110,9 @@ async def case_page(request: Request, info: AnyUser, ref: str) -> Response:
             "case": case,
             "person": person,
             "doses": doses,
-            "state": sla_state(case, utc_now().date()),
+            "state": sla_state(case, console.today()),
             "can_resolve": can_resolve_case(info.user, case),
+            "can_start_review": casework.can_start_review(info.user, case),
             "sites": await console.registry.list_sites(),
             "products": PRODUCTS,
             "claimed_product": claimed_product.code if claimed_product else "",
@@ -130,6 +123,17 @@ async def case_page(request: Request, info: AnyUser, ref: str) -> Response:
             "escalations": (await escalated_refs(console, [case.ref])).get(case.ref, 0),
         },
     )
+
+
+@router.post("/agent/cases/{ref}/start-review")
+async def start_review(request: Request, info: AnyForm, ref: str) -> Response:
+    """The explicit "start review" action: a received or routed report becomes "in review"."""
+    console = request.app.state.console
+    try:
+        case = await casework.start_review(console, info.user, ref)
+    except InvalidRequest as exc:
+        return _refused(console, ref, exc)
+    return redirect(_case_url(case.ref), console.flash, "review_started", ref=case.ref)
 
 
 def _case_url(ref: str) -> str:
@@ -259,6 +263,6 @@ async def bulk_approve(
         {
             "results": results,
             "batch": {"vaccine": vaccine, "administered_on": administered_on, "lot": lot, "site": site},
-            "today": date.today(),
+            "today": console.today(),
         },
     )

@@ -5,10 +5,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from fastapi import FastAPI
 
+from registry_client.clock import Clock, service_date, utc_now
 from web.console.auth import Auth
 from web.console.citizen import CitizenMessenger
 from web.console.escalation import EscalationJob
@@ -29,6 +31,11 @@ class ConsoleState:
     citizen: CitizenMessenger
     flash: Flash
     escalation: EscalationJob | None = None
+    clock: Clock = utc_now  # tests pin it
+
+    def today(self) -> date:
+        """Today in Viet Nam (SLA days, due dates, "not in the future" checks)."""
+        return service_date(self.clock())
 
     @property
     def registry(self) -> Any:
@@ -42,7 +49,7 @@ class ConsoleState:
 def setup_console(state: Any) -> ConsoleState:
     settings = state.settings
     sessions = state.db_sessions
-    secret = settings.resolved_secret_key
+    secret = settings.secret_keys.console_sessions  # its own key: a link token is no session
     console = ConsoleState(
         app_state=state,
         settings=settings,
