@@ -12,14 +12,13 @@ from app import create_app
 from db.base import make_async_engine, make_sessionmaker
 from tests.console.conftest import PASSWORD, Console, csrf_of, make_settings
 from web.console.auth import (
-    LOCKOUT_FAILURES,
-    LOCKOUT_WINDOW,
     SESSION_COOKIE,
     SESSION_IDLE,
     TOKEN_TTL,
     Auth,
     LoginOutcome,
 )
+from web.console.login_throttle import MAX_DELAY, PAIR_FREE
 from web.console.users import UserStore
 
 
@@ -130,10 +129,11 @@ def test_login_form_needs_its_csrf_cookie(console: Console) -> None:
     assert response.status_code == 403
 
 
-def test_lockout_after_repeated_failures(console: Console) -> None:
-    for _ in range(LOCKOUT_FAILURES):
-        assert console.login("lan", "wrong password").status_code == 401
-    locked = console.login("lan")  # even the right password
+def test_repeated_failures_slow_down_that_address(console: Console) -> None:
+    # failures from one address for one name: free at first, then growing waits (1 s, 2 s, 4 s …)
+    answers = [console.login("lan", "wrong password").status_code for _ in range(PAIR_FREE + 6)]
+    assert answers[:PAIR_FREE] == [401] * PAIR_FREE and 429 in answers
+    locked = console.login("lan")  # even the right password, until the wait is over
     assert locked.status_code == 429
     assert "Quá nhiều lần đăng nhập sai" in locked.text
     token = console.client.post("/api/agent/token", json={"username": "lan", "password": PASSWORD})
@@ -169,11 +169,16 @@ async def test_lockout_expires_and_tokens_expire(auth_and_users) -> None:  # typ
     auth, users, clock = auth_and_users
     user = await users.create("Lan", "agent", None, PASSWORD, "t")
     assert user.username == "lan"
-    for _ in range(LOCKOUT_FAILURES):
+    for _ in range(PAIR_FREE + 3):
         assert (await auth.login("lan", "nope", "10.0.0.1")).outcome == LoginOutcome.BAD_CREDENTIALS
+        clock.now += MAX_DELAY
     locked = await auth.login("LAN", PASSWORD, "10.0.0.1")
-    assert locked.outcome == LoginOutcome.LOCKED and 0 < locked.retry_after <= LOCKOUT_WINDOW.total_seconds()
-    clock.now += LOCKOUT_WINDOW + timedelta(seconds=1)
+    assert locked.outcome == LoginOutcome.OK  # every wait was over: the right password works
+    for _ in range(PAIR_FREE + 3):
+        await auth.login("lan", "nope", "10.0.0.1")
+    locked = await auth.login("LAN", PASSWORD, "10.0.0.1")
+    assert locked.outcome == LoginOutcome.LOCKED and 0 < locked.retry_after <= MAX_DELAY.total_seconds()
+    clock.now += timedelta(seconds=locked.retry_after)
     ok = await auth.login("lan", PASSWORD, "10.0.0.1")
     assert ok.outcome == LoginOutcome.OK and ok.user == user
     # a success resets the count: one more failure does not lock

@@ -1,13 +1,15 @@
 """Console authentication: login with lockout, server-side sessions in a signed cookie, CSRF
 tokens, and expiring bearer tokens for call-centre software.
 
-- The session cookie holds a random id signed with SECRET_KEY; the table keeps only its SHA-256.
+- The session cookie holds a random id signed with the console's own key (derived from
+  SECRET_KEY, `SecretKeys.console_sessions`); the table keeps only its SHA-256.
   A new id is made at every login (no session fixation) and the old one is deleted.
 - CSRF: a logged-in form carries the session's token; the login form (no session yet) uses a
   signed double-submit cookie.
-- Lockout: after LOCKOUT_FAILURES failed logins for a name within LOCKOUT_WINDOW, that name is
-  refused until the window has passed since the last failure (the right password included);
-  the same for one client address after IP_FAILURES.
+- Failed logins slow down the address that makes them, never the account for everyone
+  (`web.console.login_throttle`): each try is counted before the password is compared.
+- Bearer tokens carry the user's credentials version: a password change or deactivation ends
+  every token issued before it.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
 from registry_client.clock import Clock, as_utc, utc_now
+from web.console.login_throttle import LoginThrottle
 from web.console.passwords import hash_password, needs_rehash, verify_password
 from web.console.tables import ApiTokenRow, ConsoleSessionRow, ConsoleUserRow, LoginAttemptRow
 from web.console.users import ConsoleUser, normalize_username, to_user
@@ -37,9 +40,6 @@ COOKIE_PATH = "/agent"
 SESSION_IDLE = timedelta(hours=8)
 SESSION_MAX = timedelta(hours=12)
 TOKEN_TTL = timedelta(hours=8)
-LOCKOUT_FAILURES = 5
-IP_FAILURES = 30
-LOCKOUT_WINDOW = timedelta(minutes=15)
 
 
 def _digest(value: str) -> str:
@@ -56,7 +56,7 @@ class LoginOutcome(StrEnum):
 class LoginResult:
     outcome: LoginOutcome
     user: ConsoleUser | None = None
-    retry_after: int = 0  # seconds, when locked
+    retry_after: int = 0  # seconds to wait before the next try from this address, when LOCKED
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class Auth:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        secret_key: str,
+        secret_key: bytes | str,
         *,
         secure_cookies: bool,
         clock: Clock = utc_now,
@@ -77,38 +77,16 @@ class Auth:
         self.sessions, self.clock, self.secure_cookies = sessions, clock, secure_cookies
         self._session_signer = URLSafeSerializer(secret_key, salt="vx-console-session")
         self._csrf_signer = URLSafeSerializer(secret_key, salt="vx-console-login-csrf")
+        self.throttle = LoginThrottle(sessions, clock=clock)
 
-    # -- login and lockout ------------------------------------------------------------------
-    async def _locked_for(self, session: AsyncSession, username: str, client_ip: str) -> int:
-        now = self.clock()
-        since = now - LOCKOUT_WINDOW
-        for column, key, limit in (
-            (LoginAttemptRow.username, username, LOCKOUT_FAILURES),
-            (LoginAttemptRow.client_ip, client_ip, IP_FAILURES),
-        ):
-            last_ok = await session.scalar(
-                select(func.max(LoginAttemptRow.at)).where(column == key, LoginAttemptRow.success.is_(True))
-            )
-            start = max(since, as_utc(last_ok)) if last_ok is not None else since
-            count, last_failure = (
-                await session.execute(
-                    select(func.count(), func.max(LoginAttemptRow.at)).where(
-                        column == key, LoginAttemptRow.success.is_(False), LoginAttemptRow.at > start
-                    )
-                )
-            ).one()
-            if count >= limit and last_failure is not None:
-                remaining = as_utc(last_failure) + LOCKOUT_WINDOW - now
-                return max(1, int(remaining.total_seconds()))
-        return 0
-
+    # -- login --------------------------------------------------------------------------------
     async def login(self, name: str, password: str, client_ip: str) -> LoginResult:
         username = normalize_username(name)[:64]
         client_ip = (client_ip or "unknown")[:64]
+        wait = await self.throttle.take(username, client_ip)  # counted before any comparison
+        if wait:
+            return LoginResult(LoginOutcome.LOCKED, retry_after=wait)
         async with self.sessions() as session, session.begin():
-            locked = await self._locked_for(session, username, client_ip)
-            if locked:
-                return LoginResult(LoginOutcome.LOCKED, retry_after=locked)
             row = await session.scalar(select(ConsoleUserRow).where(ConsoleUserRow.username == username))
             ok = verify_password(row.password_hash if row is not None else None, password)
             ok = ok and row is not None and not row.disabled
@@ -118,7 +96,9 @@ class Auth:
             row.last_login_at = self.clock()
             if needs_rehash(row.password_hash):
                 row.password_hash = hash_password(password)
-            return LoginResult(LoginOutcome.OK, to_user(row))
+            user = to_user(row)
+        await self.throttle.succeeded(username, client_ip)
+        return LoginResult(LoginOutcome.OK, user)
 
     # -- sessions -----------------------------------------------------------------------------
     async def open_session(self, user: ConsoleUser, previous_cookie: str | None = None) -> str:
@@ -230,13 +210,21 @@ class Auth:
 
     # -- bearer tokens --------------------------------------------------------------------------
     async def issue_token(self, user: ConsoleUser) -> tuple[str, datetime]:
+        """A token bound to the user's credentials version as of `user` (read at login): a
+        password change or deactivation since then leaves it dead from the start."""
         token = "vxt_" + secrets.token_urlsafe(32)
         now = self.clock()
         expires = now + TOKEN_TTL
         async with self.sessions() as session, session.begin():
             await session.execute(delete(ApiTokenRow).where(ApiTokenRow.expires_at < now))
             session.add(
-                ApiTokenRow(token_hash=_digest(token), user_id=user.id, created_at=now, expires_at=expires)
+                ApiTokenRow(
+                    token_hash=_digest(token),
+                    user_id=user.id,
+                    created_at=now,
+                    expires_at=expires,
+                    credentials_version=user.credentials_version,
+                )
             )
         return token, expires
 
@@ -250,6 +238,8 @@ class Auth:
             user_row = await session.get(ConsoleUserRow, row.user_id)
             if user_row is None or user_row.disabled:
                 return None
+            if user_row.credentials_version != row.credentials_version:
+                return None  # the password was changed (or the user disabled) since it was issued
             return to_user(user_row)
 
 

@@ -82,8 +82,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "login_button": ("Đăng nhập", "Log in"),
     "login_bad_credentials": ("Sai tên đăng nhập hoặc mật khẩu.", "Wrong user name or password."),
     "login_locked": (
-        "Quá nhiều lần đăng nhập sai. Hãy thử lại sau {minutes} phút.",
-        "Too many failed logins. Try again in {minutes} minutes.",
+        "Quá nhiều lần đăng nhập sai từ địa chỉ này. Hãy thử lại sau {seconds} giây.",
+        "Too many failed logins from this address. Try again in {seconds} seconds.",
     ),
     # search
     "search_title": ("Tìm người trong sổ tiêm chủng", "Find a person in the registry"),
@@ -153,16 +153,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "registered_phone": ("số nhận tin", "receives messages"),
     "since": ("từ {date}", "since {date}"),
     "retired_on": ("ngừng dùng {date}", "retired {date}"),
-    "change_phone_title": ("Ghi nhận đổi số điện thoại (đã xác minh)", "Record a verified phone change"),
-    "new_phone": ("Số mới", "New number"),
-    "retire_phone": ("Ngừng dùng số", "Retire number"),
-    "retire_none": ("Giữ tất cả số hiện có", "Keep all current numbers"),
-    "evidence": ("Cách đã xác minh", "How it was verified"),
-    "evidence_hint": (
-        "Ví dụ: đối chiếu CCCD và ngày sinh qua cuộc gọi. Các mũi tiêm không thay đổi; số cũ được lưu lịch sử.",
-        "For example: national ID and date of birth checked on the call. Doses do not change; the old number stays in the history.",
+    "change_phone_title": ("Đổi số điện thoại đăng ký", "Change the registered phone"),
+    "change_phone_hint": (
+        "Một mã được gửi tới SỐ MỚI; việc đổi chỉ có hiệu lực khi người gọi đọc lại mã đó. Khi đó số cũ bị gỡ, mọi đăng nhập của số cũ kết thúc và cả hai số được báo. Các mũi tiêm không thay đổi.",
+        "A code goes to the NEW number; the change takes effect only when the caller reads that code back. Then the old numbers are removed, every login they gave ends, and both numbers are told. Doses do not change.",
     ),
-    "change_phone_button": ("Ghi nhận số mới", "Record the new number"),
+    "new_phone": ("Số mới", "New number"),
+    "change_phone_button": ("Gửi mã tới số mới", "Send a code to the new number"),
+    "phone_code_label": (
+        "Mã người gọi đọc lại (gửi tới {phone})",
+        "Code the caller reads back (sent to {phone})",
+    ),
+    "confirm_phone_button": ("Xác nhận đổi số", "Confirm the change"),
     "bad_retire_phone": (
         "Số cần ngừng dùng không thuộc người này.",
         "The number to retire is not one of this person's.",
@@ -189,8 +191,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "description": ("Mô tả", "Description"),
     "outcome_to": ("Kết quả gửi tới", "Send the outcome to"),
     "outcome_registered": ("số đã đăng ký {phone}", "the registered phone {phone}"),
-    "outcome_other": ("số người gọi cung cấp", "a number the caller gives"),
-    "other_phone": ("Số điện thoại khác", "Other phone number"),
+    "outcome_other": (
+        "số gọi lại do người gọi cung cấp (chỉ để nhân viên liên hệ; kết quả và đường dẫn vẫn chỉ gửi tới số đăng ký)",
+        "a call-back number the caller gives (for staff only; the outcome and any link still go only to the registered phone)",
+    ),
+    "other_phone": ("Số gọi lại", "Call-back number"),
     "caller_language": ("Ngôn ngữ của người gọi", "Caller's language"),
     "file_report_button": ("Tạo phản ánh", "File the report"),
     "bad_kind": ("Loại phản ánh không hợp lệ.", "Not a valid kind of report."),
@@ -221,7 +226,33 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Sổ tiêm chủng đang không trả lời: phản ánh {ref} được xếp hàng và sẽ được gửi khi có kết nối.",
         "The registry is not answering: report {ref} is queued and will be filed when it is back.",
     ),
-    "phone_changed": ("Đã ghi nhận số điện thoại mới.", "The new phone number was recorded."),
+    "phone_changed": (
+        "Đã đổi số đăng ký; đăng nhập của số cũ đã kết thúc và cả hai số đã được báo.",
+        "The registered phone was changed; the old number's logins ended and both numbers were told.",
+    ),
+    "phone_code_sent": (
+        "Đã gửi mã tới số mới. Hãy nhập mã người gọi đọc lại.",
+        "A code was sent to the new number. Enter the code the caller reads back.",
+    ),
+    "phone_code_wrong": ("Mã sai. Còn {left} lần thử.", "Wrong code. {left} tries left."),
+    "phone_change_dead": (
+        "Yêu cầu đổi số đã hết hiệu lực (hết lượt thử). Hãy bắt đầu lại.",
+        "This phone change is no longer valid (no tries left). Start again.",
+    ),
+    "phone_change_expired": ("Mã đã hết hạn. Hãy bắt đầu lại.", "The code has expired. Start again."),
+    "phone_change_limited": (
+        "Bạn đã thử quá nhiều mã. Hãy thử lại sau.",
+        "You have tried too many codes. Try again later.",
+    ),
+    "phone_change_same_phone": (
+        "Số này đã là số đăng ký duy nhất của người này.",
+        "This is already the person's only registered number.",
+    ),
+    "phone_change_too_many": (
+        "Đã gửi quá nhiều mã đổi số cho người này. Hãy thử lại sau một giờ.",
+        "Too many change codes were sent for this person. Try again in an hour.",
+    ),
+    "phone_change_unavailable": ("Chức năng đổi số chưa sẵn sàng.", "Phone changes are not available."),
     "approved_told": (
         "Đã duyệt {ref}; người dân đã được báo kèm đường dẫn chứng nhận mới.",
         "{ref} approved; the citizen has been told, with the fresh certificate link.",

@@ -65,8 +65,9 @@ async def login(
     client_ip = request.client.host if request.client else "unknown"
     result = await console.auth.login(username, password, client_ip)
     if result.outcome == LoginOutcome.LOCKED:
-        minutes = max(1, (result.retry_after + 59) // 60)
-        return _login_page(request, "locked", status=429, minutes=minutes)
+        response = _login_page(request, "locked", status=429, seconds=result.retry_after)
+        response.headers["Retry-After"] = str(result.retry_after)
+        return response
     if result.outcome != LoginOutcome.OK or result.user is None:
         return _login_page(request, "bad_credentials", status=401)
     cookie = await console.auth.open_session(result.user, request.cookies.get(SESSION_COOKIE))

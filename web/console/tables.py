@@ -1,5 +1,5 @@
-"""Console tables: users, sessions, login attempts (lockout), API tokens, settings, escalations,
-and the in-console notification list. Alembic revision 0005."""
+"""Console tables: users, sessions, login attempts and login throttles, API tokens, settings,
+escalations, and the in-console notification list. Alembic revisions 0005, 0005a."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ class ConsoleUserRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str] = mapped_column(String(100))
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # raised by a password change or deactivation; a token issued under another value is dead
+    credentials_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ConsoleSessionRow(Base):
@@ -61,6 +63,18 @@ class ApiTokenRow(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("console_users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    credentials_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class LoginThrottleRow(Base):
+    """Failed logins of one (user, address) pair or of one address, and when the next try may come."""
+
+    __tablename__ = "console_login_throttles"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ConsoleSettingRow(Base):

@@ -33,6 +33,7 @@ class ConsoleUser:
     role: Role
     site_code: str | None
     disabled: bool = False
+    credentials_version: int = 0  # changes with every password change or deactivation
 
     @property
     def actor(self) -> str:
@@ -62,7 +63,9 @@ def normalize_username(name: str) -> str:
 
 
 def to_user(row: ConsoleUserRow) -> ConsoleUser:
-    return ConsoleUser(row.id, row.username, Role(row.role), row.site_code, bool(row.disabled))
+    return ConsoleUser(
+        row.id, row.username, Role(row.role), row.site_code, bool(row.disabled), row.credentials_version or 0
+    )
 
 
 def validate_new_user(username: str, role: str, site_code: str | None, password: str) -> None:
@@ -126,6 +129,7 @@ class UserStore:
             if row is None:
                 raise UserError("user_not_found")
             row.disabled = disabled
+            row.credentials_version = (row.credentials_version or 0) + 1  # ends every token
             if disabled:  # a disabled user is logged out everywhere at once
                 await session.execute(delete(ConsoleSessionRow).where(ConsoleSessionRow.user_id == user_id))
                 await session.execute(delete(ApiTokenRow).where(ApiTokenRow.user_id == user_id))
@@ -139,11 +143,15 @@ class UserStore:
             result = await session.execute(
                 update(ConsoleUserRow)
                 .where(ConsoleUserRow.id == user_id)
-                .values(password_hash=hash_password(password))
+                .values(
+                    password_hash=hash_password(password),
+                    credentials_version=ConsoleUserRow.credentials_version + 1,  # ends every token
+                )
             )
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise UserError("user_not_found")
             await session.execute(delete(ConsoleSessionRow).where(ConsoleSessionRow.user_id == user_id))
+            await session.execute(delete(ApiTokenRow).where(ApiTokenRow.user_id == user_id))
 
 
 # -- the command line ----------------------------------------------------------------------------
