@@ -78,7 +78,7 @@ def test_ussd_login_status_report_resolve_on_fhir(
     fhir_server: FhirTestServer, service: tuple[Any, TestClient]
 ) -> None:
     app, client = service
-    phone = UssdPhone(client, "http://testserver", AN_PHONE, None)
+    phone = UssdPhone(client, "http://testserver", AN_PHONE, app.state.settings.resolved_gateway_token)
 
     # login: national ID → date of birth → the code sent to the phone the FHIR Patient holds
     assert phone.dial().startswith("CON Tiem chung COVID-19")
