@@ -38,6 +38,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.service import (  # noqa: E402
+    GATEWAY_TOKEN,
     REDIS_URL,
     Result,
     distinct_phone_people,
@@ -138,6 +139,7 @@ def bench_service(
             "DATA_DIR": str(tmp / "data"),
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
             "SECRET_KEY": "bench-secret",
+            "USSD_GATEWAY_TOKEN": GATEWAY_TOKEN,
             "TWILIO_ACCOUNT_SID": twilio.account_sid,
             "TWILIO_AUTH_TOKEN": twilio.auth_token,
             "TWILIO_FROM": twilio.from_number,

@@ -51,6 +51,8 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.service import (  # noqa: E402
+    GATEWAY_HEADERS,
+    GATEWAY_TOKEN,
     REDIS_URL,
     ROOT,
     distinct_phone_people,
@@ -207,7 +209,7 @@ class Ussd:
         def check(status: int, text: str) -> bool:
             return status == 200 and text.startswith(("CON ", "END ")) and expected(expect, text)
 
-        return await _post(self.target, "/ussd", check, data=form)
+        return await _post(self.target, "/ussd", check, data=form, headers=GATEWAY_HEADERS)
 
     async def dial(self) -> str:
         self.session, self.inputs = f"ATUid_{uuid.uuid4().hex[:20]}", []
@@ -435,7 +437,9 @@ async def measure_bare(port: int, users: int, seconds: float) -> Phase:
 
         async def caller() -> None:
             while time.perf_counter() < stop_at:
-                await _post(target, "/ussd", lambda s, t: s == 200 and t.startswith("CON "), data=form)
+                await _post(
+                    target, "/ussd", lambda s, t: s == 200 and t.startswith("CON "), data=form, headers=GATEWAY_HEADERS
+                )
 
         started = time.perf_counter()
         await asyncio.gather(*(caller() for _ in range(users)))
@@ -545,6 +549,7 @@ def run_configuration(
                 "DATA_DIR": str(tmp / f"data-{db}-{workers}"),
                 "PUBLIC_BASE_URL": base,
                 "SECRET_KEY": "load-bench-secret",
+                "USSD_GATEWAY_TOKEN": GATEWAY_TOKEN,
                 "TWILIO_ACCOUNT_SID": twilio.account_sid,
                 "TWILIO_AUTH_TOKEN": twilio.auth_token,
                 "TWILIO_FROM": twilio.from_number,

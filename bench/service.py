@@ -33,6 +33,9 @@ from registry_client.embedded.demo import DemoPerson, ordinary_people  # noqa: E
 
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+# The USSD gateway's credential, given to the service as USSD_GATEWAY_TOKEN and sent on every post.
+GATEWAY_TOKEN = "bench-gateway-token"
+GATEWAY_HEADERS = {"X-Gateway-Token": GATEWAY_TOKEN}
 UVICORN_FLAGS = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
 BARE_APP = """
 from fastapi import FastAPI
@@ -224,7 +227,7 @@ class UssdSession:
         }
         started = time.perf_counter()
         try:
-            async with self.http.post(self.url, data=form) as response:
+            async with self.http.post(self.url, data=form, headers=GATEWAY_HEADERS) as response:
                 body = await response.text()
                 ok = response.status == 200
         except aiohttp.ClientError:
