@@ -20,6 +20,8 @@ from bot.wiring import start_telegram
 from certificates.service import build_certificate_service
 from conversations.wiring import wire_conversations
 from db.base import make_async_engine, make_sessionmaker
+from db.private_files import protect_data_dir
+from outbox.sealing import OutboxSeal
 from outbox.store import Outbox
 from registry_client.factory import build_registry
 from settings import Settings
@@ -51,12 +53,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = app.state
         state.settings = settings
+        protect_data_dir(settings.data_dir)  # umask 077 and DATA_DIR 0700: nothing here is world-readable
         state.db_engine = make_async_engine(settings.database_url)
         state.db_sessions = make_sessionmaker(state.db_engine)
         state.registry = build_registry(settings, state.db_engine)
-        state.outbox = Outbox(state.db_sessions)
+        state.outbox = Outbox(state.db_sessions, seal=OutboxSeal(settings.secret_keys.outbox_seal))
         state.background = background = [
             ("registry-replay", 10.0, state.registry.replay_pending),
+            ("outbox-scrub", 3600.0, state.outbox.scrub),  # seals nobody will open any more
         ]
         # -- certificates (certificates/): state.certificates ------------------------------
         state.certificates = build_certificate_service(settings, state.db_sessions)

@@ -1,7 +1,7 @@
 """Signed, expiring certificate links: `{PUBLIC_BASE_URL}/c/{token}`.
 
-A token names one person and an expiry instant, signed with HMAC-SHA256 under a key derived
-from SECRET_KEY: `<base64url(person_id|expiry)>.<base64url(mac[:16])>`. Nothing else is in
+A token names one person and an expiry instant, signed with HMAC-SHA256 under the key derived
+for links from SECRET_KEY (`SecretKeys.links`, HKDF): `<base64url(person_id|expiry)>.<base64url(mac[:16])>`. Nothing else is in
 it (no name, no national ID), and it cannot be stretched to another person or a later expiry.
 """
 
@@ -47,8 +47,8 @@ def _unb64(text: str) -> bytes:
 
 
 class LinkSigner:
-    def __init__(self, secret_key: str, ttl: timedelta, clock: Clock = utc_now) -> None:
-        self._key = hmac.new(secret_key.encode(), _CONTEXT, hashlib.sha256).digest()
+    def __init__(self, key: bytes, ttl: timedelta, clock: Clock = utc_now) -> None:
+        self._key = hmac.new(key, _CONTEXT, hashlib.sha256).digest()
         self.ttl = ttl
         self._clock = clock
 

@@ -378,7 +378,7 @@ def build_certificate_service(
         sessions,
         signers,
         TrustStore(settings.data_dir),
-        LinkSigner(settings.resolved_secret_key, timedelta(days=settings.cert_link_ttl_days), clock),
+        LinkSigner(settings.secret_keys.links, timedelta(days=settings.cert_link_ttl_days), clock),
         public_base_url=settings.public_base_url,
         validity=timedelta(days=settings.cert_validity_days),
         clock=clock,

@@ -29,7 +29,7 @@ class EngineConfig:
     cert_link_ttl_days: int = 7
     public_base_url: str = "http://127.0.0.1:8000"
     strip_diacritics: bool = True  # SMS and USSD text without Vietnamese diacritics (GSM-7)
-    secret_key: str = "change-me"
+    upload_link_key: bytes = b"change-me"  # the key derived for upload links (db/secret_keys.py)
     resume_minutes: int = 5  # a dropped USSD session can be resumed this long
     flow_timeout_minutes: int = 30  # an unfinished flow is forgotten after this idle time
 

@@ -42,6 +42,7 @@ from conversations.tables import (
     OtpChallengeRow,
     RateCounterRow,
 )
+from outbox.sealing import OutboxSeal
 from outbox.store import enqueue_sync
 from registry_client.models import AuditEntry
 
@@ -60,6 +61,7 @@ class ConversationService:
         *,
         hot: RedisHotState | None = None,
         audits: AuditQueue | None = None,
+        outbox_seal: OutboxSeal,
     ):
         self.sessions, self.services = sessions, services
         self.engine = engine or Engine()
@@ -71,6 +73,7 @@ class ConversationService:
         self.fast = self.store.fast
         self.hot = hot
         self.audits = audits
+        self.outbox_seal = outbox_seal  # codes and links go into the outbox sealed
         # told after a turn committed outbound messages (the host wakes its outbox worker)
         self.on_outbound: Callable[[], None] | None = None
 
@@ -254,7 +257,7 @@ class ConversationService:
                 if effect.sql is not None:
                     effect.sql(db)
             for message in turn.outbound:
-                enqueue_sync(db, message, clock=self.clock)
+                enqueue_sync(db, message, seal=self.outbox_seal, clock=self.clock)
 
         # Only where-am-I state: losing its last instant in a database server crash is harmless,
         # so the commit does not wait for the WAL flush. Turns that send a message or change codes

@@ -13,6 +13,7 @@ from conversations.limits import Counters, RateCounters
 from conversations.notifications import CaseNotifier
 from conversations.otp import CodeGenerator, OtpService, random_code
 from conversations.service import ConversationService
+from outbox.sealing import OutboxSeal
 from registry_client.clock import Clock, utc_now
 from settings import Settings
 
@@ -26,7 +27,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         cert_link_ttl_days=settings.cert_link_ttl_days,
         public_base_url=settings.public_base_url.rstrip("/"),
         strip_diacritics=settings.sms_strip_diacritics,
-        secret_key=settings.resolved_secret_key,
+        upload_link_key=settings.secret_keys.upload_links,
     )
 
 
@@ -54,7 +55,7 @@ def build_conversations(
         registry=state.registry,
         otp=OtpService(
             sessions,
-            config.secret_key.encode(),
+            settings.secret_keys.code_hashes,
             settings.otp_ttl_seconds,
             clock=clock,
             generate=generate,
@@ -66,7 +67,12 @@ def build_conversations(
         certificates=getattr(state, "certificates", None),
         clock=clock,
     )
-    service = ConversationService(sessions, services, audits=AuditQueue(state.registry, clock=clock))
+    service = ConversationService(
+        sessions,
+        services,
+        audits=AuditQueue(state.registry, clock=clock),
+        outbox_seal=OutboxSeal(settings.secret_keys.outbox_seal),
+    )
     outbox = getattr(state, "outbox", None)
     if outbox is not None:
         service.on_outbound = outbox.kick  # codes and links leave at once, not at the next poll

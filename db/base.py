@@ -1,13 +1,22 @@
-"""SQLAlchemy declarative base and engine factories (SQLite default, PostgreSQL in production)."""
+"""SQLAlchemy declarative base and engine factories (SQLite default, PostgreSQL in production).
+
+A SQLite database file is created 0600 before SQLite opens it (SQLite gives its -wal and -shm
+files the database file's mode), and tightened to 0600 if an older version left it looser.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import BigInteger, Engine, Integer, MetaData, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+
+log = logging.getLogger(__name__)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -45,9 +54,30 @@ def is_sqlite(url: str) -> bool:
 
 
 def _ensure_sqlite_dir(url: str) -> None:
-    path = url.split(":///", 1)[1] if ":///" in url else ""
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    """The database's folder (0700 when created here) and a private database file."""
+    path = url.split(":///", 1)[1].split("?", 1)[0] if ":///" in url else ""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    database = Path(path)
+    database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(database, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError:
+        return  # not ours to create (read-only, another user's): SQLite reports it
+    for file in (database, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        _make_private(file)
+
+
+def _make_private(file: Path) -> None:
+    try:
+        mode = stat.S_IMODE(file.stat().st_mode)
+        if mode & 0o077:
+            file.chmod(0o600)
+            log.warning("%s was readable by others (mode %03o): now 600", file, mode)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("could not make %s private: %s", file, exc)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -3,6 +3,10 @@
 `enqueue` takes the caller's SQLAlchemy session, so the message commits (or not) together with
 the state change that caused it. Workers claim due rows with `FOR UPDATE SKIP LOCKED` on
 PostgreSQL (several workers never take the same row); SQLite has one writer at a time anyway.
+
+Codes and link tokens are written sealed (outbox/sealing.py): a row keeps them readable only
+through `open_row`, and its seal is dropped once the message is sent or has finally failed.
+Kept locally (no provider configured), the seal stays for the simulator a day (`LOCAL_KEEP`).
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from db.clock import Clock, as_utc, utc_now
 from db.fast_access import FastAccess
+from outbox.sealing import OutboxSeal, SealBroken
 from outbox.tables import OutboxRow
 
 T = TypeVar("T")
@@ -35,6 +40,11 @@ PENDING, SENDING, SENT, DELIVERED, FAILED, LOCAL, UNREACHABLE = (
 )
 # A row stuck in `sending` longer than this (a worker died mid-send) is taken up again.
 SENDING_LEASE = timedelta(minutes=2)
+# A message kept locally (no provider) stays readable for the simulator this long.
+LOCAL_KEEP = timedelta(days=1)
+# A message still not sent after this long (its channel has no sender) is given up.
+PENDING_KEEP = timedelta(days=7)
+_COLUMNS = tuple(attr.key for attr in inspect(OutboxRow).column_attrs)
 
 
 @dataclass(frozen=True)
@@ -52,13 +62,17 @@ class OutboundMessage:
     idempotency_key: str | None = None
 
 
-async def enqueue(session: AsyncSession, message: OutboundMessage, *, clock: Clock = utc_now) -> int | None:
+async def enqueue(
+    session: AsyncSession, message: OutboundMessage, *, seal: OutboxSeal, clock: Clock = utc_now
+) -> int | None:
     """Adds the message in the caller's transaction. A repeated idempotency key adds nothing
     (returns None)."""
-    return await session.run_sync(lambda sync: enqueue_sync(sync, message, clock=clock))
+    return await session.run_sync(lambda sync: enqueue_sync(sync, message, seal=seal, clock=clock))
 
 
-def enqueue_sync(session: Session, message: OutboundMessage, *, clock: Clock = utc_now) -> int | None:
+def enqueue_sync(
+    session: Session, message: OutboundMessage, *, seal: OutboxSeal, clock: Clock = utc_now
+) -> int | None:
     """`enqueue` for a synchronous Session (a caller whose whole transaction is synchronous code,
     e.g. the conversation engine's turn, run by `AsyncSession.run_sync` or on a SQLite thread)."""
     if message.idempotency_key is not None:
@@ -68,14 +82,16 @@ def enqueue_sync(session: Session, message: OutboundMessage, *, clock: Clock = u
         if exists is not None:
             return None
     now = clock()
+    shown = seal.split(message.channel, message.address, message.text, message.params)
     row = OutboxRow(
         idempotency_key=message.idempotency_key,
         channel=message.channel,
         address=message.address,
         kind=message.kind,
-        text=message.text,
+        text=shown.text,
         template=message.template,
-        params=message.params,
+        params=shown.params,
+        sealed=shown.sealed,
         media_path=message.media_path,
         language=message.language,
         status=PENDING,
@@ -89,11 +105,26 @@ def enqueue_sync(session: Session, message: OutboundMessage, *, clock: Clock = u
     return row.id
 
 
+def open_row(seal: OutboxSeal, row: Any) -> OutboxRow:
+    """A detached copy of an outbox row (an ORM row or a Core result row) with its sealed parts
+    back in place: what the sender sends and the simulator shows. Never added to a session, so
+    never written back. Raises SealBroken when the seal does not open with this key."""
+    values = {key: getattr(row, key) for key in _COLUMNS}
+    if values["sealed"]:
+        values["text"], values["params"] = seal.join(
+            row.channel, row.address, values["text"], values["params"], values["sealed"]
+        )
+    return OutboxRow(**values)
+
+
 class Outbox:
     """Operations on the outbox outside a caller's transaction (workers, console, simulator)."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, seal: OutboxSeal, clock: Clock = utc_now
+    ) -> None:
         self.sessions = sessions
+        self.seal = seal
         self.clock = clock
         bind = sessions.kw.get("bind")
         # Writes go through db.fast_access: on SQLite one writer thread per process. An aiosqlite
@@ -122,7 +153,9 @@ class Outbox:
             return await session.run_sync(fn)
 
     async def put(self, message: OutboundMessage) -> int | None:
-        row_id = await self._transaction(lambda session: enqueue_sync(session, message, clock=self.clock))
+        row_id = await self._transaction(
+            lambda session: enqueue_sync(session, message, seal=self.seal, clock=self.clock)
+        )
         self.kick()
         return row_id
 
@@ -147,6 +180,10 @@ class Outbox:
 
         return await self._transaction(claim)
 
+    def open(self, row: OutboxRow) -> OutboxRow:
+        """`open_row` with this outbox's key (SealBroken when it does not open)."""
+        return open_row(self.seal, row)
+
     async def _update(self, row_id: int, **values: Any) -> None:
         values["updated_at"] = self.clock()
 
@@ -164,6 +201,7 @@ class Outbox:
             provider_id=provider_id,
             provider_status=provider_status,
             sent_at=self.clock(),
+            sealed=None,
         )
 
     async def mark_local(self, row_id: int) -> None:
@@ -183,7 +221,11 @@ class Outbox:
         self, row_id: int, error: str, code: str | None = None, *, unreachable: bool = False
     ) -> None:
         await self._update(
-            row_id, status=UNREACHABLE if unreachable else FAILED, last_error=error[:500], error_code=code
+            row_id,
+            status=UNREACHABLE if unreachable else FAILED,
+            last_error=error[:500],
+            error_code=code,
+            sealed=None,
         )
 
     async def record_provider_status(self, provider_id: str, status: str, error_code: str | None) -> bool:
@@ -200,14 +242,42 @@ class Outbox:
                 row.error_code = error_code
             if mapped is not None:
                 row.status = mapped
+            row.sealed = None
             row.updated_at = now
             return True
 
         return await self._transaction(record)
 
+    async def scrub(self) -> int:
+        """Drops the seals nobody will open any more: messages kept locally for more than
+        `LOCAL_KEEP`; and gives up messages still unsent after `PENDING_KEEP` (their channel has
+        no sender). Returns how many rows changed."""
+        now = self.clock()
+
+        def drop(session: Session) -> int:
+            local = session.execute(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.status == LOCAL,
+                    OutboxRow.sealed.is_not(None),
+                    OutboxRow.updated_at <= now - LOCAL_KEEP,
+                )
+                .values(sealed=None, updated_at=now)
+            )
+            stale = session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.status == PENDING, OutboxRow.created_at <= now - PENDING_KEEP)
+                .values(status=FAILED, sealed=None, last_error="not sent in time: given up", updated_at=now)
+            )
+            return int(getattr(local, "rowcount", 0) or 0) + int(getattr(stale, "rowcount", 0) or 0)
+
+        return await self._transaction(drop)
+
     async def messages_to(
         self, channel: str, address: str, since_id: int = 0, limit: int = 50
     ) -> list[OutboxRow]:
+        """What the phone (or chat) at `address` got, as it got it — opened copies, for the local
+        simulators and tests. No HTTP route serves this."""
         async with self.sessions() as session:
             rows = await session.scalars(
                 select(OutboxRow)
@@ -215,7 +285,13 @@ class Outbox:
                 .order_by(OutboxRow.id)
                 .limit(limit)
             )
-            return list(rows.all())
+            return [self._opened_or_stored(row) for row in rows.all()]
+
+    def _opened_or_stored(self, row: OutboxRow) -> OutboxRow:
+        try:
+            return self.open(row)
+        except SealBroken:
+            return row
 
     async def depth(self) -> dict[str, int]:
         async with self.sessions() as session:

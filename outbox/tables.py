@@ -1,4 +1,7 @@
-"""The outbox table: one row per outbound message (SMS, Telegram), with its delivery state."""
+"""The outbox table: one row per outbound message (SMS, Telegram), with its delivery state.
+
+`text` and `params` hold what may be shown (codes and link tokens masked); what the message
+needs to be sent is in `sealed` (outbox/sealing.py) until it is sent or finally failed."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ class OutboxRow(Base):
     text: Mapped[str | None] = mapped_column(Text)
     template: Mapped[str | None] = mapped_column(String(60))  # rendered at send time when text is None
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    sealed: Mapped[str | None] = mapped_column(Text)  # AEAD of the secret parts; NULL once done
     media_path: Mapped[str | None] = mapped_column(String(400))
     language: Mapped[str] = mapped_column(String(2), default="vi")
     status: Mapped[str] = mapped_column(

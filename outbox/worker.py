@@ -2,7 +2,8 @@
 
 A sender returns a `SendResult` or raises `SendError(retryable=…)`; nothing else decides
 whether a message is retried. Attempts are bounded; a message is never sent twice by two
-workers (claims are exclusive) and a sent message is never claimed again.
+workers (claims are exclusive) and a sent message is never claimed again. The sender gets the
+row opened (outbox/sealing.py): the stored row itself holds its codes and links only sealed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
+from outbox.sealing import SealBroken
 from outbox.store import Outbox, backoff
 from outbox.tables import OutboxRow
 
@@ -93,6 +95,13 @@ class OutboxWorker:
         if sender is None:
             await self.outbox.mark_local(row.id)
             self.on_outcome(row.channel, "local")
+            return
+        try:
+            row = self.outbox.open(row)
+        except SealBroken:
+            log.error("outbox row %s: its seal does not open with this SECRET_KEY; not sent", row.id)
+            await self.outbox.mark_failed(row.id, "sealed with another SECRET_KEY", "sealed")
+            self.on_outcome(row.channel, "failed")
             return
         try:
             text = self.render(row)

@@ -240,7 +240,7 @@ def _photo_instructions(ctx: Context, ref: str) -> None:
     phone = ctx.caller_phone
     if phone is None:
         return
-    link = make_upload_link(ctx.config.public_base_url, ctx.config.secret_key, ref)
+    link = make_upload_link(ctx.config.public_base_url, ctx.config.upload_link_key, ref)
     ctx.send(
         OutboundMessage(
             channel="sms",

@@ -36,7 +36,7 @@ async def _row(service: Service, row_id: int) -> OutboxRow:
 
 def _worker(service: Service, clock: Clock) -> tuple[Outbox, OutboxWorker]:
     """The service's own telegram sender, in a worker whose clock the test moves."""
-    outbox = Outbox(service.app.state.db_sessions, clock=clock)
+    outbox = Outbox(service.app.state.db_sessions, seal=service.app.state.outbox.seal, clock=clock)
     return outbox, OutboxWorker(outbox, {"telegram": service.app.state.telegram.sender})
 
 

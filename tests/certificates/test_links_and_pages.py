@@ -71,7 +71,7 @@ def test_tampered_and_foreign_tokens_get_a_human_404(cert_app: CertApp) -> None:
     body, mac = token.split(".")
     other = people[BINH.national_id].id
     swapped_body = cert_app.service.links.token(other).split(".")[0]
-    foreign = LinkSigner("another-secret", timedelta(days=7)).token(people[AN.national_id].id)
+    foreign = LinkSigner(b"another-secret", timedelta(days=7)).token(people[AN.national_id].id)
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     same_bits = alphabet[alphabet.index(mac[-1]) ^ 1]  # differs only in base64 padding bits
     for bad in (

@@ -21,12 +21,16 @@ from conversations.ports import CertificatePort
 from conversations.rendering import render_sms, render_ussd
 from conversations.service import ConversationService
 from db.base import make_async_engine, make_sessionmaker
+from db.secret_keys import SecretKeys
+from outbox.sealing import OutboxSeal
 from outbox.store import Outbox
 from registry_client.embedded.registry import EmbeddedRegistry
 from registry_client.resilience import PendingWrites, ResilientRegistry
 
 START = datetime(2024, 6, 3, 9, 0, tzinfo=UTC)  # a Monday
 PINNED_CODE = "482915"
+SECRET_KEY = "test-secret-key"
+KEYS = SecretKeys.derive(SECRET_KEY)
 
 
 class FakeClock:
@@ -95,7 +99,7 @@ def build_stack(
         otp_ttl_seconds=300,
         public_base_url="http://vax.test",
         strip_diacritics=strip,
-        secret_key="test-secret-key",
+        upload_link_key=KEYS.upload_links,
     )
     if certificates == "real":  # the real CertificateService (HCERT, links) over this database
         from certificates.service import build_certificate_service
@@ -104,14 +108,15 @@ def build_stack(
         settings = Settings(
             database_url=url,
             data_dir=data_dir,
-            secret_key="test-secret-key",
+            secret_key=SECRET_KEY,
             public_base_url="http://vax.test",
         )
         certificates = build_certificate_service(settings, sessions)
     assert not isinstance(certificates, str)
+    seal = OutboxSeal(KEYS.outbox_seal)
     services = Services(
         registry=registry,
-        otp=OtpService(sessions, b"test-secret-key", 300, clock=clock, generate=codes),
+        otp=OtpService(sessions, KEYS.code_hashes, 300, clock=clock, generate=codes),
         bindings=BindingStore(sessions, 30, clock),
         counters=RateCounters(sessions, clock),
         config=config,
@@ -122,8 +127,8 @@ def build_stack(
         engine,
         sessions,
         registry,
-        ConversationService(sessions, services),
-        Outbox(sessions, clock=clock),
+        ConversationService(sessions, services, outbox_seal=seal),
+        Outbox(sessions, seal=seal, clock=clock),
         clock,
         codes,
         config,

@@ -35,6 +35,8 @@ from sqlalchemy import create_engine, select
 from conversations.tables import ConversationSessionRow
 from db.base import make_async_engine, make_sessionmaker
 from db.migrate import migrate
+from db.secret_keys import SecretKeys
+from outbox.sealing import OutboxSeal
 from outbox.store import OutboundMessage, Outbox
 from registry_client.embedded.demo import DEMO_PEOPLE, load_demo, ordinary_people
 from registry_client.embedded.registry import EmbeddedRegistry
@@ -43,6 +45,7 @@ from tests.fakes.twilio_api import SentMessage, TwilioStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+SECRET_KEY = "multi-worker-secret"  # one secret for every worker: codes, links, outbox seals
 FROM_A, FROM_B = "+15005550006", "+15005550007"  # each server sends from its own number
 AN, BINH, CUONG = DEMO_PEOPLE[0], DEMO_PEOPLE[1], DEMO_PEOPLE[2]
 
@@ -149,7 +152,7 @@ def service_env(
         "REDIS_KEY_PREFIX": prefix,
         "DATA_DIR": str(data),
         "PUBLIC_BASE_URL": public,
-        "SECRET_KEY": "multi-worker-secret",  # one secret for every worker: codes and links
+        "SECRET_KEY": SECRET_KEY,  # one secret for every worker: codes and links
         "TWILIO_ACCOUNT_SID": twilio.account_sid,
         "TWILIO_AUTH_TOKEN": twilio.auth_token,
         "TWILIO_FROM": sender,
@@ -348,7 +351,8 @@ async def test_both_outbox_workers_drain_one_outbox_without_a_double_send(
 ) -> None:
     engine = make_async_engine(database)
     try:
-        outbox = Outbox(make_sessionmaker(engine))
+        seal = OutboxSeal(SecretKeys.derive(SECRET_KEY).outbox_seal)  # the workers' key
+        outbox = Outbox(make_sessionmaker(engine), seal=seal)
         run = uuid.uuid4().hex[:8]
         total = 300
         for n in range(total):

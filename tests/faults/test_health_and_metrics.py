@@ -61,7 +61,9 @@ async def test_healthy_service_and_its_metrics(demo_db: str, tmp_path: Path) -> 
 async def test_old_outbox_backlog_is_degraded(demo_db: str, tmp_path: Path) -> None:
     async with running(base_settings(demo_db, tmp_path / "data")) as service:
         ten_minutes_ago = utc_now() - timedelta(minutes=10)
-        stuck = Outbox(service.state.db_sessions, clock=lambda: ten_minutes_ago)
+        stuck = Outbox(
+            service.state.db_sessions, seal=service.state.outbox.seal, clock=lambda: ten_minutes_ago
+        )
         await stuck.put(OutboundMessage("sms", AN[0], "notification", text="stuck for ten minutes"))
         health = await service.client.get("/healthz")
         assert health.status_code == 200

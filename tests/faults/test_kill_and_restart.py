@@ -29,10 +29,14 @@ import pytest
 from sqlalchemy import select
 
 from db.base import make_sync_engine
+from db.secret_keys import SecretKeys
+from outbox.sealing import OutboxSeal
+from outbox.store import open_row
 from outbox.tables import OutboxRow
 from tests.faults.service import AN, BINH, REF, expected
 
 ROOT = Path(__file__).resolve().parents[2]
+SECRET_KEY = "kill-restart-secret"
 
 
 def free_port() -> int:
@@ -54,7 +58,7 @@ class ServiceProcess:
             "DATABASE_URL": database_url,
             "DATA_DIR": str(data_dir),
             "PUBLIC_BASE_URL": self.base,
-            "SECRET_KEY": "kill-restart-secret",
+            "SECRET_KEY": SECRET_KEY,
             "OUTBOX_POLL_SECONDS": "0.2",
         }
         for name in (
@@ -114,13 +118,15 @@ class ServiceProcess:
         self.process = None
 
     def codes_to(self, phone: str) -> list[str]:
+        """The codes the (local) outbox holds for `phone`, opened as the simulator opens them."""
+        seal = OutboxSeal(SecretKeys.derive(SECRET_KEY).outbox_seal)
         with self.outbox.connect() as conn:
             rows = conn.execute(
-                select(OutboxRow.params).where(
+                select(OutboxRow).where(
                     OutboxRow.channel == "sms", OutboxRow.address == phone, OutboxRow.kind == "otp"
                 )
             ).all()
-        return [str(r.params["code"]) for r in rows]
+        return [str(open_row(seal, r).params["code"]) for r in rows]
 
 
 @pytest.fixture

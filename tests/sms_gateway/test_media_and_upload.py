@@ -12,6 +12,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from conversations.upload_links import make_upload_link
+from db.secret_keys import SecretKeys
 from registry_client.models import CaseKind, ClaimedDose, DosesConcerned, NewCorrection
 from tests.fakes.twilio_api import TwilioStandIn
 from tests.sms_gateway.conftest import PUBLIC, payload
@@ -104,7 +105,7 @@ def test_mms_that_is_not_a_photo_is_refused_with_a_reason(make_client: Callable[
 def test_upload_page_takes_a_photo_for_the_report(make_client: Callable[..., TestClient]) -> None:
     client = make_client()
     ref = _open_case(client)
-    link = make_upload_link(PUBLIC, "test-secret-key", ref)
+    link = make_upload_link(PUBLIC, SecretKeys.derive("test-secret-key").upload_links, ref)
     path = link.removeprefix(PUBLIC)
     page = client.get(path)
     assert page.status_code == 200 and ref in page.text and 'type="file"' in page.text
@@ -118,6 +119,8 @@ def test_upload_page_takes_a_photo_for_the_report(make_client: Callable[..., Tes
 def test_upload_link_forged_or_expired(make_client: Callable[..., TestClient]) -> None:
     client = make_client()
     assert client.get("/upload/not-a-token").status_code == 404
-    forged = make_upload_link(PUBLIC, "another-key", "PA-7K3D-9Q").removeprefix(PUBLIC)
+    forged = make_upload_link(PUBLIC, b"another-key", "PA-7K3D-9Q").removeprefix(PUBLIC)
     assert client.get(forged).status_code == 404
-    assert re.search(r"/upload/[\w.-]+$", make_upload_link(PUBLIC, "k", "PA-7K3D-9Q"))
+    raw_secret = make_upload_link(PUBLIC, b"test-secret-key", "PA-7K3D-9Q").removeprefix(PUBLIC)
+    assert client.get(raw_secret).status_code == 404  # signed with SECRET_KEY itself: not a link of ours
+    assert re.search(r"/upload/[\w.-]+$", make_upload_link(PUBLIC, b"k", "PA-7K3D-9Q"))

@@ -9,6 +9,7 @@ import pytest
 
 from conversations.outbound import make_renderer
 from db.base import make_async_engine, make_sessionmaker
+from outbox.sealing import OutboxSeal
 from outbox.store import OutboundMessage, Outbox
 from outbox.worker import OutboxWorker
 from settings import Settings
@@ -25,15 +26,18 @@ async def setup(
 ) -> AsyncIterator[tuple[TwilioStandIn, Outbox, OutboxWorker, FakeClock]]:
     clock = FakeClock()
     engine = make_async_engine(sqlite_url)
-    outbox = Outbox(make_sessionmaker(engine), clock=clock)
     with TwilioStandIn(timeout_delay=0.6) as twilio:
         settings = Settings(
             data_dir=tmp_path,
+            secret_key="sender-tests",
             public_base_url="https://vax.example.org",
             twilio_account_sid=twilio.account_sid,
             twilio_auth_token=twilio.auth_token,
             twilio_from=twilio.from_number,
             twilio_api_base=twilio.base_url,
+        )
+        outbox = Outbox(
+            make_sessionmaker(engine), seal=OutboxSeal(settings.secret_keys.outbox_seal), clock=clock
         )
         worker = OutboxWorker(
             outbox,

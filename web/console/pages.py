@@ -74,7 +74,7 @@ def language_of(request: Request) -> str:
 class Flash:
     """A one-shot note shown on the next page (signed cookie: key + params, never raw HTML)."""
 
-    def __init__(self, secret_key: str) -> None:
+    def __init__(self, secret_key: bytes | str) -> None:
         self._signer = URLSafeSerializer(secret_key, salt="vx-console-flash")
 
     def set(self, response: Response, key: str, level: str = "ok", **params: Any) -> None:
