@@ -66,8 +66,8 @@ class Context:
 
     @property
     def caller_phone(self) -> str | None:
-        """The caller's own phone when the channel proves it (SMS, USSD)."""
-        return self.address if self.channel in (Channel.SMS, Channel.USSD) else None
+        """The caller's own phone when the channel proves it (SMS, USSD, a voice call's caller ID)."""
+        return self.address if self.channel in (Channel.SMS, Channel.USSD, Channel.VOICE) else None
 
     @property
     def actor(self) -> str:
@@ -156,7 +156,7 @@ class Context:
         `0 Main menu` (a USSD caller is never left on a dead end)."""
         self.state.clear_flow()
         self.state.step = "done"
-        if end and self.channel == Channel.USSD:
+        if end and self.channel.keypad:
             self.turn.end = True
             return
         if self.channel != Channel.SMS and self.turn.replies:

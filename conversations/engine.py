@@ -78,7 +78,7 @@ class Engine:
         if state.flow == "resume":
             await menu.handle(ctx, "ask", text)
             return
-        if ctx.channel != Channel.USSD and (command := parse_keyword(text)) is not None:
+        if not ctx.channel.keypad and (command := parse_keyword(text)) is not None:
             if command.name == "help" and command.language is not None:
                 ctx.state.clear_flow()
                 ctx.state.resume = None
@@ -154,14 +154,16 @@ class Engine:
         for person_id in person_ids:
             ctx.audit("login.logout", person_id)
         ctx.effect(bindings.unbind_effect(ctx.channel.value, ctx.address))
+        if ctx.caller_phone is not None:  # DX/LOGOUT: everything this phone proved ends, on every channel
+            ctx.effect(bindings.logout_phone_effect(ctx.caller_phone))
         ctx.state.person_id = None
         ctx.note_bound([])
-        ctx.say("logout.done")
+        ctx.say("logout.done" if ctx.channel == Channel.TELEGRAM else "logout.done_sms")
 
     # -- fitting the answer into the channel ------------------------------------------------------
     def _fit(self, ctx: Context) -> None:
         """SMS and USSD get one text per turn within their budget; a longer one is paginated (98)."""
-        if ctx.channel == Channel.TELEGRAM:
+        if ctx.channel in (Channel.TELEGRAM, Channel.VOICE):  # no screen budget: read or shown whole
             return
         reply = merge(ctx.turn.replies)
         if ctx.config.strip_diacritics:  # once here rather than in every measurement below

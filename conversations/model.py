@@ -18,6 +18,13 @@ class Channel(StrEnum):
     SMS = "sms"
     USSD = "ussd"
     TELEGRAM = "telegram"
+    VOICE = "voice"  # a phone call: the menu read aloud, answers on the keypad
+    WHATSAPP = "whatsapp"
+
+    @property
+    def keypad(self) -> bool:
+        """Menu-driven by digits only (USSD, a voice call): no keywords, sessions end, `0` goes back."""
+        return self in (Channel.USSD, Channel.VOICE)
 
 
 @dataclass(frozen=True)
@@ -73,11 +80,13 @@ class Reply:
     options: tuple[Option, ...] = ()
     certificate: Certificate | None = None
     ask_contact: bool = False  # offer a "share my phone number" button where the channel has one
+    record_for: str | None = None  # a voice call may record a spoken description for this report ref
 
 
 @dataclass
 class Turn:
     replies: list[Reply] = field(default_factory=list)
     end: bool = False  # the conversation is over (USSD answers END)
+    hand_over: bool = False  # the caller asked for a person: a voice call is put through to the hotline
     outbound: list[OutboundMessage] = field(default_factory=list)
     language: str = "vi"

@@ -48,6 +48,7 @@ from registry_client.models import AuditEntry
 
 log = logging.getLogger(__name__)
 
+REPEAT_KEY = "*"  # on a voice call: say the last answer again
 SESSION_KEEP = timedelta(days=60)  # a session row (language, last report) outlives its flows
 RECEIPT_KEEP = timedelta(days=7)
 
@@ -117,11 +118,20 @@ class ConversationService:
                 return Turn(
                     replies_from_json(state.last_replies), end=state.last_end, language=state.language
                 )
+        elif inbound.channel == Channel.VOICE:
+            if loaded.session_key != inbound.session_key or not loaded.exists:
+                self._new_ussd_session(loaded)  # a new call starts at the menu (or offers to resume)
+            elif inbound.text == REPEAT_KEY and loaded.state.last_replies:  # `*` repeats what was said
+                state = loaded.state
+                return Turn(
+                    replies_from_json(state.last_replies), end=state.last_end, language=state.language
+                )
+            texts = [inbound.text]
         else:
             self._expire_idle_flow(loaded)
             texts = [inbound.text]
         turn, effects, audits = await self._run(loaded.state, inbound, texts, person_ids)
-        if inbound.channel == Channel.USSD:
+        if inbound.channel.keypad:
             loaded.state.last_replies, loaded.state.last_end = replies_to_json(turn.replies), turn.end
         values = self._values(loaded, inbound)
         full = bool(effects or turn.outbound or inbound.dedup_key is not None)

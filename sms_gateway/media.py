@@ -17,6 +17,7 @@ import ipaddress
 import re
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -33,8 +34,12 @@ KINDS = {  # content type → (extension, magic prefix)
 MMS_TYPES = frozenset({"image/jpeg", "image/png"})  # what an MMS may bring
 # Where Twilio's media redirects lead (its media CDN); https only, public addresses only.
 TWILIO_MEDIA_HOSTS = frozenset({"media.twiliocdn.com", "mms.twiliocdn.com"})
+# A voice call's recorded description (<Record>): a WAV from the account's Recordings resource.
+RECORDING_TYPES = frozenset({"audio/x-wav", "audio/wav"})
+MAX_RECORDING_BYTES = 4 * 1024 * 1024  # 60 s of 8 kHz 16-bit mono is under 1 MB
 MAX_REDIRECTS = 2
 _MEDIA_PATH = re.compile(r"^/2010-04-01/Accounts/AC\w{1,64}/Messages/MM\w{1,64}/Media/ME\w{1,64}$")
+_RECORDING_PATH = re.compile(r"^/2010-04-01/Accounts/AC\w{1,64}/Recordings/RE\w{1,64}(\.wav)?$")
 
 # Reasons (shown to the citizen in the reply): fixed words, never the remote side's answer.
 TOO_BIG = "> 10 MB"
@@ -79,12 +84,12 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").lower(), port
 
 
-def is_twilio_media_url(url: str, api_base: str) -> bool:
-    """True when `url` is a media resource on the configured Twilio API host."""
+def is_twilio_media_url(url: str, api_base: str, path: re.Pattern[str] = _MEDIA_PATH) -> bool:
+    """True when `url` is a media resource (by default an MMS medium) on the configured Twilio API host."""
     if any(ord(c) < 33 for c in url) or "@" in urlsplit(url).netloc:
         return False
     origin = _origin(url)
-    return origin[1] != "" and origin == _origin(api_base) and bool(_MEDIA_PATH.match(urlsplit(url).path))
+    return origin[1] != "" and origin == _origin(api_base) and bool(path.match(urlsplit(url).path))
 
 
 def _public(address: str) -> bool:
@@ -112,6 +117,35 @@ async def download(
     URL that is not Twilio's."""
     if not is_twilio_media_url(url, api_base):
         raise MediaRejected(NOT_FETCHED)
+    return await _fetch(url, auth, timeout, _read_image)
+
+
+async def download_recording(
+    url: str, auth: tuple[str, str] | None, *, api_base: str, timeout: float = 10.0
+) -> bytes:
+    """Fetches a call recording (`RecordingUrl` + `.wav`) from the Twilio API host, under the same
+    rules as MMS media: nothing is requested from a URL that is not the account's Recordings resource."""
+    if not is_twilio_media_url(url, api_base, _RECORDING_PATH):
+        raise MediaRejected(NOT_FETCHED)
+    content, _ = await _fetch(url, auth, timeout, _read_recording)
+    return content
+
+
+def store_recording(data_dir: Path, content: bytes, folder: str) -> InboundMedia:
+    directory = data_dir / "uploads" / folder
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"{uuid.uuid4().hex}.wav"
+    path = directory / name
+    path.write_bytes(content)
+    return InboundMedia(storage_path=str(path), content_type="audio/x-wav", size=len(content), filename=name)
+
+
+async def _fetch(
+    url: str,
+    auth: tuple[str, str] | None,
+    timeout: float,
+    read: Callable[[httpx.Response], Awaitable[tuple[bytes, str | None]]],
+) -> tuple[bytes, str | None]:
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client:
         current, credentials = url, auth
         for _ in range(MAX_REDIRECTS + 1):
@@ -122,8 +156,27 @@ async def download(
                         raise MediaRejected(NOT_FETCHED)
                     current, credentials = target, None  # the account's credentials stay with Twilio
                     continue
-                return await _read_image(response)
+                return await read(response)
     raise MediaRejected(NOT_FETCHED)
+
+
+async def _read_recording(response: httpx.Response) -> tuple[bytes, str | None]:
+    if response.status_code != 200:
+        raise MediaRejected(NOT_FETCHED)
+    declared_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if declared_type not in RECORDING_TYPES:
+        raise MediaRejected(NOT_FETCHED)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_RECORDING_BYTES:
+            raise MediaRejected(TOO_BIG)
+        chunks.append(chunk)
+    content = b"".join(chunks)
+    if not (content.startswith(b"RIFF") and content[8:12] == b"WAVE"):
+        raise MediaRejected(NOT_FETCHED)
+    return content, declared_type
 
 
 async def _read_image(response: httpx.Response) -> tuple[bytes, str | None]:

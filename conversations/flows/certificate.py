@@ -84,7 +84,7 @@ async def begin(ctx: Context) -> None:
         )
     )
     ctx.audit("certificate.link", person.id, f"sms to {mask_phone(phone)}")
-    if ctx.channel == Channel.USSD and isinstance(certificates, CertificateCodePort):
+    if ctx.channel.keypad and isinstance(certificates, CertificateCodePort):
         ctx.start_flow(NAME, "offer_code")  # no data: a dropped session is not offered for resumption
         await prompt(ctx, "offer_code")  # the link is on its way; the code too, if wanted
         return

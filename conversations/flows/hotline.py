@@ -1,4 +1,5 @@
-"""The hotline number (USSD `0` on the main menu); on USSD the session ends with it."""
+"""The hotline number (`0` on the main menu): USSD ends the session with it, a voice call is put
+through to it."""
 
 from __future__ import annotations
 
@@ -7,4 +8,5 @@ from conversations.context import Context
 
 def show(ctx: Context) -> None:
     ctx.say("hotline")
+    ctx.turn.hand_over = True  # a voice call is put through; other channels show the number
     ctx.finish(end=True)

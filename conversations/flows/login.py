@@ -282,4 +282,4 @@ async def _logged_in(ctx: Context, challenge: Challenge) -> None:
 
 def answers_code_anywhere(ctx: Context, text: str) -> bool:
     """A bare 6-digit message outside a flow is a code (SMS users just reply with it)."""
-    return ctx.channel != Channel.USSD and looks_like_code(text)
+    return not ctx.channel.keypad and looks_like_code(text)

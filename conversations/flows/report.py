@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from conversations.context import Context
 from conversations.flows.status import product_name
-from conversations.model import Channel
+from conversations.model import Channel, Reply
 from conversations.text import ddmmyyyy
 from conversations.upload_links import make_upload_link
 from outbox.store import OutboundMessage
@@ -253,3 +253,5 @@ def _photo_instructions(ctx: Context, ref: str) -> None:
         )
     )
     ctx.say("report.photo_sms" if ctx.channel == Channel.SMS else "report.photo_ussd")
+    if ctx.channel == Channel.VOICE:  # a caller who cannot type a site name can say it
+        ctx.turn.replies.append(Reply(ctx.t("report.record_voice"), record_for=ref))

@@ -15,6 +15,14 @@ MESSAGES: dict[str, str] = {
     "common.back": "Back",
     "common.menu": "Main menu",
     "common.more": "More",
+    "voice.press": "Press {digit}: {label}.",
+    "voice.end_with_hash": "End your entry with the hash key.",
+    "voice.star_repeats": "Press star to hear this again.",
+    "voice.silence": "Sorry, we did not hear a key.",
+    "voice.goodbye_silent": "We did not receive a choice. Thank you, goodbye.",
+    "voice.transfer": "Please hold, we are putting you through to an agent.",
+    "voice.recorded": "Your description was recorded with the report. Thank you, goodbye.",
+    "voice.not_recorded": "The description could not be recorded; you can send a photo of your card with the link in the SMS. Thank you.",
     "common.no_more": "That was the last page.",
     "common.skip": "Skip",
     "common.invalid_choice": "Invalid choice. Choose again:",
@@ -25,7 +33,7 @@ MESSAGES: dict[str, str] = {
     "help.sms": (
         "STATUS: my doses. CERT: certificate link. REPORT: missing/wrong dose. CHECK <ref>: a report. "
         "CODE: certificate code. VERIFY <code> <birth year>: check a code. LOGIN <ID> <DDMMYYYY>: log in. "
-        "TV/EN: language. Hotline {hotline}"
+        "LOGOUT: log out. TV/EN: language. Hotline {hotline}"
     ),
     "help.telegram": (
         "/status my doses, /certificate certificate, /report missing/wrong dose, /check <ref> a report, "
@@ -60,6 +68,8 @@ MESSAGES: dict[str, str] = {
     "pick.title": "Choose a person:",
     "pick.other": "Someone else",
     "logout.done": "Logged out. Send /start to begin again.",
+    "logout.done_sms": "Logged out: this phone no longer has access to any record. To log in again send LOGIN <ID> <DDMMYYYY>.",
+    "login.binding_ended": "This phone is no longer the registered phone of that record, so its access has ended.",
     "status.header": "{name}, ID {national_id}:",
     "status.dose": "Dose {number}: {product}, {date}, {site}",
     "status.booster": "Dose {number} (booster): {product}, {date}, {site}",
@@ -116,6 +126,7 @@ MESSAGES: dict[str, str] = {
     "report.joined": "You already reported this dose: {ref}, being handled, answer by {due}.",
     "report.queued": "Report {ref} saved. The records system is down; it will be passed on when it is back.",
     "report.photo_sms": "To add a photo of your vaccination card open the link in the next SMS or send it by MMS to this number.",
+    "report.record_voice": "After the beep, say where and when you were vaccinated and with which vaccine, then press hash.",
     "report.photo_ussd": "A link to add a photo of your vaccination card will arrive by SMS.",
     "report.photo_telegram": "Send a photo of your vaccination card here to attach it.",
     "attach.ok": "Photo attached to report {ref}.",
@@ -146,4 +157,7 @@ MESSAGES: dict[str, str] = {
     "sms.case_approved_link": "VaxChannel: report {ref} approved, your vaccination record is updated. Certificate: {link}",
     "sms.case_rejected": "VaxChannel: report {ref} not approved. Reason: {note}. For help call {hotline}.",
     "sms.case_still_handling": "VaxChannel: report {ref} is being handled by {handler}. We will tell you the outcome.",
+    "sms.phone_change_code": "VaxChannel: code {code} makes this number the registered phone of the vaccination record of ID {national_id}. Read it to the hotline agent only if you asked for this. Valid {minutes} minutes.",
+    "sms.phone_added": "VaxChannel: this number is now the registered phone of the vaccination record of ID {national_id}.",
+    "sms.phone_removed": "VaxChannel: this number was removed from the vaccination record of ID {national_id} and no longer has access to it. If you did not ask for this, call {hotline}.",
 }

@@ -16,6 +16,14 @@ MESSAGES: dict[str, str] = {
     "common.back": "Quay lại",
     "common.menu": "Menu chính",
     "common.more": "Xem tiếp",
+    "voice.press": "Bấm {digit}: {label}.",
+    "voice.end_with_hash": "Nhập xong bấm phím thăng.",
+    "voice.star_repeats": "Bấm sao để nghe lại.",
+    "voice.silence": "Xin lỗi, chúng tôi chưa nghe thấy phím nào.",
+    "voice.goodbye_silent": "Chúng tôi chưa nhận được lựa chọn. Xin cảm ơn, hẹn gặp lại.",
+    "voice.transfer": "Xin chờ, đang chuyển tới tổng đài viên.",
+    "voice.recorded": "Đã ghi lại lời mô tả cho phản ánh. Xin cảm ơn, hẹn gặp lại.",
+    "voice.not_recorded": "Không ghi được lời mô tả; bạn có thể gửi ảnh giấy tiêm qua đường link trong SMS. Xin cảm ơn.",
     "common.no_more": "Đã hết, không còn trang nào.",
     "common.skip": "Bỏ qua",
     "common.invalid_choice": "Lựa chọn không hợp lệ. Chọn lại:",
@@ -26,7 +34,7 @@ MESSAGES: dict[str, str] = {
     "help.sms": (
         "MUI: mũi đã tiêm. QR: link chứng nhận. PA: báo thiếu/sai mũi. KQ <mã>: xem phản ánh. "
         "MA: mã chứng nhận. KT <mã> <năm sinh>: kiểm tra mã. DK <CCCD> <ngày sinh>: đăng nhập. "
-        "TV/EN: ngôn ngữ. Tổng đài {hotline}"
+        "DX: đăng xuất. TV/EN: ngôn ngữ. Tổng đài {hotline}"
     ),
     "help.telegram": (
         "/status mũi đã tiêm, /certificate chứng nhận, /report báo thiếu/sai mũi, /check <mã> xem phản ánh, "
@@ -62,6 +70,8 @@ MESSAGES: dict[str, str] = {
     "pick.title": "Chọn người:",
     "pick.other": "Người khác",
     "logout.done": "Đã đăng xuất. Gửi /start để bắt đầu lại.",
+    "logout.done_sms": "Đã đăng xuất: số điện thoại này không còn truy cập hồ sơ nào. Để đăng nhập lại gửi DK <CCCD> <ngày sinh DDMMYYYY>.",
+    "login.binding_ended": "Số điện thoại này không còn là số đăng ký của hồ sơ đó, nên quyền truy cập đã kết thúc.",
     # status
     "status.header": "{name}, CCCD {national_id}:",
     "status.dose": "Mũi {number}: {product}, {date}, {site}",
@@ -122,6 +132,7 @@ MESSAGES: dict[str, str] = {
     "report.joined": "Bạn đã có phản ánh {ref} về mũi này, đang xử lý, trả lời trước {due}.",
     "report.queued": "Đã lưu phản ánh {ref}. Hệ thống đang gián đoạn, phản ánh sẽ được chuyển khi hoạt động lại.",
     "report.photo_sms": "Gửi ảnh giấy tiêm: mở link trong SMS sắp tới hoặc gửi MMS ảnh tới số này.",
+    "report.record_voice": "Sau tiếng bíp, xin nói nơi tiêm, ngày tiêm và loại vắc xin, rồi bấm phím thăng.",
     "report.photo_ussd": "Link gửi ảnh giấy tiêm sẽ đến qua SMS.",
     "report.photo_telegram": "Gửi ảnh giấy chứng nhận tiêm vào đây để đính kèm.",
     "attach.ok": "Đã đính kèm ảnh vào phản ánh {ref}.",
@@ -155,4 +166,7 @@ MESSAGES: dict[str, str] = {
     "sms.case_approved_link": "VaxChannel: phản ánh {ref} đã được duyệt, hồ sơ tiêm đã cập nhật. Chứng nhận: {link}",
     "sms.case_rejected": "VaxChannel: phản ánh {ref} không được duyệt. Lý do: {note}. Cần hỗ trợ gọi {hotline}.",
     "sms.case_still_handling": "VaxChannel: phản ánh {ref} đang được {handler} xử lý. Chúng tôi sẽ báo khi có kết quả.",
+    "sms.phone_change_code": "VaxChannel: mã {code} đặt số này làm số đăng ký của hồ sơ tiêm chủng CCCD {national_id}. Chỉ đọc mã cho tổng đài viên nếu bạn đã yêu cầu. Hiệu lực {minutes} phút.",
+    "sms.phone_added": "VaxChannel: số này nay là số đăng ký của hồ sơ tiêm chủng CCCD {national_id}.",
+    "sms.phone_removed": "VaxChannel: số này đã được gỡ khỏi hồ sơ tiêm chủng CCCD {national_id} và không còn truy cập hồ sơ. Nếu bạn không yêu cầu, hãy gọi {hotline}.",
 }

@@ -61,6 +61,8 @@ ERRORS: dict[int | str, tuple[int, int, str]] = {
 _MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC\w+)/Messages\.json$")
 _MESSAGE = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC\w+)/Messages/(?P<msid>\w+)\.json$")
 _MEDIA = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC\w+)/Messages/(?P<msid>\w+)/Media/(?P<meid>\w+)$")
+# a call recording: RecordingUrl is the resource without extension; `.wav` fetches the audio
+_RECORDING = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC\w+)/Recordings/(?P<meid>RE\w+)\.wav$")
 
 
 def _sid(prefix: str) -> str:
@@ -170,6 +172,13 @@ class TwilioStandIn:
         with self._cond:
             self._media[meid] = (content, content_type)
         return f"{self.base_url}/2010-04-01/Accounts/{self.account_sid}/Messages/{msid}/Media/{meid}"
+
+    def add_recording(self, content: bytes) -> str:
+        """Stores a WAV and returns a Twilio-shaped RecordingUrl for it (as <Record> posts it)."""
+        reid = _sid("RE")
+        with self._cond:
+            self._media[reid] = (content, "audio/x-wav")
+        return f"{self.base_url}/2010-04-01/Accounts/{self.account_sid}/Recordings/{reid}"
 
     def add_media_redirect(self, location: str) -> str:
         """A Twilio-shaped media URL that answers 307 to `location` (as Twilio redirects to its CDN)."""
@@ -362,7 +371,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         path = urllib.parse.urlsplit(self.path).path
-        if (match := _MEDIA.match(path)) is not None:
+        if (match := _MEDIA.match(path) or _RECORDING.match(path)) is not None:
             if not self._authorized(match["sid"]):
                 return
             location = self.standin._redirects.get(match["meid"])

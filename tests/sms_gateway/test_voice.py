@@ -1,0 +1,269 @@
+"""`POST /voice/twilio`: recorded Twilio Voice requests (courier-style table), the TwiML it answers,
+and a whole call through the real app with the Twilio stand-in: login with the code sent by SMS →
+doses heard → certificate link and code by SMS → a report with a spoken description, resolved from
+the console, the outcome reaching the caller by SMS."""
+
+from __future__ import annotations
+
+import re
+import struct
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from urllib.parse import parse_qsl, urlencode
+
+import pytest
+from fastapi.testclient import TestClient
+from twilio.request_validator import RequestValidator
+
+from registry_client.models import CorrectionQuery
+from tests.fakes.twilio_api import TwilioStandIn
+from tests.sms_gateway.conftest import AUTH_TOKEN, PUBLIC, payload
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+START = payload("twilio_voice_start.form")
+DIGITS = payload("twilio_voice_digits.form")
+REDIRECT = payload("twilio_voice_redirect.form")
+STATUS = payload("twilio_voice_status_completed.form")
+
+
+def sign(path: str, body: bytes, token: str = AUTH_TOKEN) -> dict[str, str]:
+    params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    return {**FORM, "X-Twilio-Signature": RequestValidator(token).compute_signature(PUBLIC + path, params)}
+
+
+def with_fields(body: bytes, **fields: str | None) -> bytes:
+    params = dict(parse_qsl(body.decode(), keep_blank_values=True))
+    for key, value in fields.items():
+        if value is None:
+            params.pop(key, None)
+        else:
+            params[key] = value
+    return urlencode(params).encode()
+
+
+def twiml(text: str) -> ET.Element:
+    root = ET.fromstring(text)
+    assert root.tag == "Response"
+    return root
+
+
+def spoken(root: ET.Element) -> str:
+    return " ".join(say.text or "" for say in root.iter("Say"))
+
+
+# name, path, body, signed, status, what the TwiML holds (verbs in order), words said
+CASES = [
+    ("call starts", "/voice/twilio", START, True, 200, ["Gather", "Redirect"], "Bấm 1"),
+    ("a key pressed", "/voice/twilio", DIGITS, True, 200, ["Gather", "Redirect"], "CCCD"),
+    ("first silence repeats", "/voice/twilio?silence=1&lang=vi", REDIRECT, True, 200, ["Gather", "Redirect"], ""),
+    ("second silence ends politely", "/voice/twilio?silence=2&lang=vi", REDIRECT, True, 200, ["Say", "Hangup"], "cảm ơn"),
+    ("status callback", "/voice/twilio", STATUS, True, 204, [], ""),
+    ("bad signature", "/voice/twilio", START, False, 403, [], ""),
+    ("missing CallSid", "/voice/twilio", with_fields(START, CallSid=None), True, 400, [], ""),
+    ("caller ID withheld", "/voice/twilio", with_fields(START, From="anonymous"), True, 400, [], ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "body", "signed", "status", "verbs", "says"), CASES, ids=[c[0] for c in CASES]
+)
+def test_voice_webhook_table(
+    make_client: Callable[..., TestClient],
+    name: str,
+    path: str,
+    body: bytes,
+    signed: bool,
+    status: int,
+    verbs: list[str],
+    says: str,
+) -> None:
+    client = make_client(twilio_auth_token=AUTH_TOKEN)
+    if name.startswith("first silence") or name == "a key pressed":
+        client.post("/voice/twilio", content=START, headers=sign("/voice/twilio", START))  # the call is on
+    headers = sign(path, body) if signed else {**FORM, "X-Twilio-Signature": "AAAA"}
+    response = client.post(path, content=body, headers=headers)
+    assert response.status_code == status, response.text
+    if status == 200:
+        assert response.headers["content-type"].startswith("application/xml")
+        root = twiml(response.text)
+        assert [child.tag for child in root] == verbs
+        assert says in spoken(root)
+        if name.startswith("first silence"):
+            assert spoken(root).startswith("Xin lỗi, chúng tôi chưa nghe thấy phím nào.")
+            assert "Bấm 1" in spoken(root)  # the menu again
+
+
+def test_without_an_auth_token_the_gateway_token_is_demanded(make_client: Callable[..., TestClient]) -> None:
+    client = make_client()
+    assert client.post("/voice/twilio", content=START, headers=FORM).status_code == 200
+    stranger = client.post("/voice/twilio", content=START, headers={**FORM, "X-Gateway-Token": "guess"})
+    assert stranger.status_code == 403 and "Nguyen" not in stranger.text
+
+
+def test_the_menu_gathers_one_key_and_an_entry_ends_with_hash(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(twilio_auth_token=AUTH_TOKEN)
+    menu = twiml(client.post("/voice/twilio", content=START, headers=sign("/voice/twilio", START)).text)
+    gather = menu.find("Gather")
+    assert gather is not None
+    assert gather.attrib["input"] == "dtmf" and gather.attrib["numDigits"] == "1"
+    assert gather.attrib["action"] == "/voice/twilio" and gather.attrib["method"] == "POST"
+    say = gather.find("Say")
+    assert say is not None and say.attrib["language"] == "vi-VN"
+    assert "Bấm 0: Tổng đài" in (say.text or "")  # diacritics kept: the voice reads Vietnamese
+    entry = twiml(client.post("/voice/twilio", content=DIGITS, headers=sign("/voice/twilio", DIGITS)).text)
+    gather = entry.find("Gather")
+    assert gather is not None and "numDigits" not in gather.attrib and gather.attrib["finishOnKey"] == "#"
+    assert "phím thăng" in spoken(entry)
+
+
+def test_zero_puts_the_caller_through_to_the_hotline(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(twilio_auth_token=AUTH_TOKEN, hotline_number="1900 9095")
+    client.post("/voice/twilio", content=START, headers=sign("/voice/twilio", START))
+    body = with_fields(DIGITS, Digits="0")
+    root = twiml(client.post("/voice/twilio", content=body, headers=sign("/voice/twilio", body)).text)
+    assert [child.tag for child in root] == ["Say", "Say", "Dial"]
+    assert root.find("Dial") is not None and root.find("Dial").text == "19009095"  # type: ignore[union-attr]
+
+
+def wav(seconds: float = 0.2) -> bytes:
+    frames = b"\x00\x00" * int(8000 * seconds)
+    header = b"RIFF" + struct.pack("<I", 36 + len(frames)) + b"WAVEfmt "
+    header += struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16) + b"data" + struct.pack("<I", len(frames))
+    return header + frames
+
+
+class Call:
+    """One phone call: every request carries the same CallSid and caller ID, signed by 'Twilio'."""
+
+    def __init__(self, client: TestClient, caller: str, sid: str, token: str) -> None:
+        self.client, self.caller, self.sid, self.token = client, caller, sid, token
+
+    def post(self, path: str = "/voice/twilio", **fields: str) -> ET.Element:
+        params = {"CallSid": self.sid, "From": self.caller, "To": "+842836221234", "CallStatus": "in-progress"}
+        params.update(fields)
+        body = urlencode(params).encode()
+        signature = RequestValidator(self.token).compute_signature(PUBLIC + path, dict(params))
+        response = self.client.post(path, content=body, headers={**FORM, "X-Twilio-Signature": signature})
+        assert response.status_code == 200, response.text
+        return twiml(response.text)
+
+    def press(self, digits: str) -> str:
+        return spoken(self.post(Digits=digits))
+
+
+@pytest.fixture
+def stand_in() -> Iterator[TwilioStandIn]:
+    with TwilioStandIn() as twilio:
+        yield twilio
+
+
+def test_a_whole_call_login_status_certificate_report_and_outcome(
+    make_client: Callable[..., TestClient], stand_in: TwilioStandIn
+) -> None:
+    client = make_client(
+        twilio_account_sid=stand_in.account_sid,
+        twilio_auth_token=stand_in.auth_token,
+        twilio_from=stand_in.from_number,
+        twilio_api_base=stand_in.base_url,
+        run_workers=True,
+        outbox_poll_seconds=0.05,
+    )
+    an = Call(client, "+84901234567", "CA" + "1" * 32, stand_in.auth_token)
+    assert "Bấm 1" in spoken(an.post())
+    assert "CCCD" in an.press("1")
+    assert "ngày sinh" in an.press("001085012345").lower()
+    assert "mã" in an.press("14031985").lower()
+    otp = stand_in.wait_for(to="+84901234567", contains="ma xac thuc", timeout=10)
+    code = re.search(r"\b(\d{6})\b", otp.body)
+    assert code is not None
+    status = an.press(code[1])
+    assert "ngày 2 tháng 8 năm 2021" in status  # dates spoken as dates
+    assert "0 0 1 ... 3 4 5" in status  # the masked ID digit by digit
+    assert an.press("*") == status  # `*` repeats
+
+    # the certificate link by SMS, then the certificate code by SMS
+    an.press("0")
+    assert "SMS" in an.press("2")
+    stand_in.wait_for(to="+84901234567", contains="/c/", timeout=10)
+    an.press("1")
+    stand_in.wait_for(to="+84901234567", contains="ma chung nhan", timeout=10)
+
+    # a caller recognised by caller ID only after the code: a new call from the same phone is bound
+    again = Call(client, "+84901234567", "CA" + "2" * 32, stand_in.auth_token)
+    again.post()
+    assert "ngày 2 tháng 8 năm 2021" in again.press("1")
+
+    # a report with a spoken description, attached to the report
+    cuong = Call(client, "+84987654321", "CA" + "3" * 32, stand_in.auth_token)
+    cuong.post()
+    cuong.press("3")
+    cuong.press("048095006789")
+    cuong.press("30111995")
+    otp = stand_in.wait_for(to="+84987654321", contains="ma xac thuc", timeout=10)
+    code = re.search(r"\b(\d{6})\b", otp.body)
+    assert code is not None
+    cuong.press(code[1])
+    cuong.press("1")  # missing dose
+    cuong.press("1")  # dose 1
+    cuong.press("15082021")
+    cuong.press("9")  # site: skip (said in the recording)
+    cuong.press("4")  # Vero Cell
+    cuong.press("9")  # workplace: skip
+    cuong.press("1")  # this phone
+    sent = cuong.post(Digits="1")
+    assert [child.tag for child in sent][-3:] == ["Record", "Say", "Hangup"]
+    record = sent.find("Record")
+    assert record is not None and record.attrib["action"] == "/voice/twilio?recording=1"
+    recording_url = stand_in.add_recording(wav())
+    done = cuong.post("/voice/twilio?recording=1", RecordingUrl=recording_url, RecordingDuration="1")
+    assert "Đã ghi lại" in spoken(done) and done.find("Hangup") is not None
+
+    registry = client.app.state.registry  # type: ignore[attr-defined]
+    person = client.portal.call(registry.find_person, "048095006789", __import__("datetime").date(1995, 11, 30))  # type: ignore[union-attr]
+    [case] = client.portal.call(registry.list_corrections, CorrectionQuery(person_id=person.id))  # type: ignore[union-attr]
+    assert case.channel == "voice"
+    assert [a.content_type for a in case.attachments] == ["audio/x-wav"]
+
+
+def test_a_report_filed_by_voice_is_resolved_from_the_console_and_the_caller_told_by_sms(
+    make_client: Callable[..., TestClient], stand_in: TwilioStandIn
+) -> None:
+    client = make_client(
+        twilio_account_sid=stand_in.account_sid,
+        twilio_auth_token=stand_in.auth_token,
+        twilio_from=stand_in.from_number,
+        twilio_api_base=stand_in.base_url,
+        run_workers=True,
+        outbox_poll_seconds=0.05,
+    )
+    binh = Call(client, "+84912345678", "CA" + "4" * 32, stand_in.auth_token)
+    binh.post()
+    binh.press("3")
+    binh.press("079190004321")
+    binh.press("21071990")
+    otp = stand_in.wait_for(to="+84912345678", contains="ma xac thuc", timeout=10)
+    code = re.search(r"\b(\d{6})\b", otp.body)
+    assert code is not None
+    binh.press(code[1])
+    for key in ("1", "4", "9", "9", "2", "9", "1"):  # missing booster, no date, no site, Pfizer, this phone
+        binh.press(key)
+    sent = binh.post(Digits="1")
+    said = spoken(sent)
+    ref = re.search(r"P A, (\w) (\w) (\w) (\w), (\w) (\w)", said)
+    assert ref is not None, said  # the reference is spelled out
+    ref_text = "PA-" + "".join(ref.groups()[:4]) + "-" + "".join(ref.groups()[4:])
+
+    console = client.app.state.console  # type: ignore[attr-defined]
+    client.portal.call(console.users.create, "minh", "site", "HCM07", "a long passphrase", "tests")  # type: ignore[union-attr]
+    token = client.post("/api/agent/token", json={"username": "minh", "password": "a long passphrase"}).json()
+    headers = {"Authorization": f"Bearer {token['token']}"}
+    queue = client.get("/api/corrections?status=open", headers=headers).json()
+    assert ref_text in str(queue)
+    resolved = client.post(
+        f"/api/corrections/{ref_text}/resolve",
+        headers=headers,
+        json={"decision": "rejected", "note": "No booster in our books; please bring the card."},
+    )
+    assert resolved.status_code == 200, resolved.text
+    told = stand_in.wait_for(to="+84912345678", contains="khong duoc duyet", timeout=10)
+    assert ref_text in told.body and "bring the card" in told.body
