@@ -51,7 +51,8 @@ class DecodeError(Exception):
 # -- encoding ------------------------------------------------------------------------------------
 
 
-def vaccination_entry(dose: DoseLike, uvci: str) -> dict[str, Any]:
+def vaccination_entry(dose: DoseLike, uvci: str, dn: int, sd: int) -> dict[str, Any]:
+    """The `v` entry of `dose`; dn/sd as `certificates.dose_series` reads the person's record."""
     product = valuesets.product(dose.product)
     if product is None:
         raise ValueError(f"no DCC value-set entry for product {dose.product!r}")
@@ -60,8 +61,8 @@ def vaccination_entry(dose: DoseLike, uvci: str) -> dict[str, Any]:
         "vp": product.prophylaxis,
         "mp": product.code,
         "ma": product.manufacturer,
-        "dn": dose.dose_number,
-        "sd": valuesets.total_doses(product.code, dose.dose_number),
+        "dn": dn,
+        "sd": sd,
         "dt": dose.administered_on.isoformat(),
         "co": ISSUER_COUNTRY,
         "is": CERTIFICATE_ISSUER,

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from certificates import hcert, qr, valuesets
 from certificates.code_store import CertificateCodes, CodeVerdict
+from certificates.dose_series import CountedDose, read_series
 from certificates.keys import DocumentSignerStore, KeyRing, TrustStore
 from certificates.links import LinkGrant, LinkSigner
 from certificates.names import dcc_name
@@ -47,6 +48,8 @@ from settings import Settings
 log = logging.getLogger(__name__)
 
 SUPERSEDED = "superseded by correction/import"
+# Part of every fingerprint: certificates signed under an earlier dose-numbering rule are reissued.
+SERIES_RULE = "dose-series/2"
 RENEWED = "superseded by renewal"
 _ISSUE_ATTEMPTS = 5
 
@@ -72,13 +75,18 @@ class UnknownProduct(CertificateError):
 
 @dataclass(frozen=True)
 class DoseSummary:
-    dose_number: int
-    total_doses: int
+    """One dose as the certificate reads it (certificates.dose_series): dn/sd, not the filing number."""
+
+    dose_number: int  # dn: its place among the doses given
+    total_doses: int  # sd
     product: str  # mp code
     product_name: str
     administered_on: date
     lot: str | None
     site_code: str
+    recorded_number: int = 0  # the number the registry files it under (differs where there is a gap)
+    booster: bool = False
+    site_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -134,24 +142,27 @@ class CertificateRecord:
 
 
 def dose_summaries(doses: Sequence[DoseLike]) -> tuple[DoseSummary, ...]:
-    ordered = sorted(doses, key=lambda d: (d.dose_number, d.administered_on))
+    """The doses in the order given, numbered by the one rule (certificates.dose_series)."""
     return tuple(
         DoseSummary(
-            d.dose_number,
-            valuesets.total_doses(d.product, d.dose_number),
-            d.product,
-            valuesets.product_display(d.product),
-            d.administered_on,
-            d.lot,
-            d.site_code,
+            c.dn,
+            c.sd,
+            c.dose.product,
+            valuesets.product_display(c.dose.product),
+            c.dose.administered_on,
+            c.dose.lot,
+            c.dose.site_code,
+            c.recorded_number,
+            c.role == "booster",
+            str(getattr(c.dose, "site_name", "") or c.dose.site_code),
         )
-        for d in ordered
+        for c in read_series(doses).counted
     )
 
 
 def fingerprint(holder: HolderLike, doses: Sequence[DoseLike]) -> str:
     """SHA-256 over everything a certificate is made of: a change means a new certificate."""
-    data: list[Any] = [" ".join(holder.full_name.split()), holder.date_of_birth.isoformat()]
+    data: list[Any] = [SERIES_RULE, " ".join(holder.full_name.split()), holder.date_of_birth.isoformat()]
     for d in sorted(doses, key=lambda d: (d.dose_number, d.administered_on)):
         data.append([d.dose_number, d.product, d.administered_on.isoformat(), d.lot, d.site_code])
     return hashlib.sha256(json.dumps(data, ensure_ascii=False).encode()).hexdigest()
@@ -195,9 +206,10 @@ class CertificateService:
         if not doses:
             raise NoDoses()
         summaries = dose_summaries(doses)
-        latest = max(doses, key=lambda d: (d.dose_number, d.administered_on))
-        if valuesets.product(latest.product) is None:
-            raise UnknownProduct(latest.product)
+        latest = read_series(doses).latest
+        assert latest is not None
+        if valuesets.product(latest.dose.product) is None:
+            raise UnknownProduct(latest.dose.product)
         digest = fingerprint(holder, doses)
         async with self._lock(holder.id):  # this worker's callers queue; other workers meet the index
             for attempt in range(_ISSUE_ATTEMPTS):
@@ -210,7 +222,7 @@ class CertificateService:
             raise CertificateError("the certificate could not be stored, try again")
 
     async def _issue_once(
-        self, holder: HolderLike, latest: DoseLike, summaries: tuple[DoseSummary, ...], digest: str
+        self, holder: HolderLike, latest: CountedDose, summaries: tuple[DoseSummary, ...], digest: str
     ) -> IssuedCertificate:
         now = self._clock()
         async with self.sessions() as session, session.begin():
@@ -263,7 +275,7 @@ class CertificateService:
     def _sign(
         self,
         holder: HolderLike,
-        latest: DoseLike,
+        latest: CountedDose,
         summaries: tuple[DoseSummary, ...],
         now: datetime,
     ) -> CertificateRecord:
@@ -272,7 +284,7 @@ class CertificateService:
         issued_at = now.replace(microsecond=0)
         expires_at = issued_at + self.validity
         dcc = hcert.dcc_payload(
-            dcc_name(holder.full_name), holder.date_of_birth, hcert.vaccination_entry(latest, uvci)
+            dcc_name(holder.full_name), holder.date_of_birth, hcert.vaccination_entry(latest.dose, uvci, latest.dn, latest.sd)
         )
         hc1 = hcert.encode_hc1(hcert.cwt_claims(dcc, issued_at, expires_at), key)
         return CertificateRecord(
