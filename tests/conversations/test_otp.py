@@ -3,9 +3,12 @@ rate-limited "no record" answer, and where codes go."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from sqlalchemy import select
 
 from conversations.model import Channel
+from conversations.otp import CheckResult
 from conversations.tables import OtpChallengeRow
 from tests.conversations.harness import PINNED_CODE, Phone, Stack
 
@@ -122,3 +125,22 @@ async def test_a_code_is_bound_to_the_caller_that_asked(stack: Stack) -> None:
     await intruder.dial()
     assert "Da xac thuc" not in await intruder.send(PINNED_CODE)
     assert await stack.service.bindings.persons_for(Channel.USSD, "+84977000888") == []
+
+
+async def test_a_check_outcome_other_than_ok_never_logs_in(stack: Stack) -> None:
+    """Login fails closed: whatever a code check answers that is not OK (here a value the flow
+    does not know, as a changed OtpService might return) is refused and binds nobody."""
+    otp = stack.service.services.otp
+    real_check = otp.check
+
+    async def foreign_outcome(*args: object, **kwargs: object) -> CheckResult:
+        result = await real_check(*args, **kwargs)
+        return dataclasses.replace(result, outcome="accepted")  # type: ignore[arg-type]
+
+    otp.check = foreign_outcome  # type: ignore[method-assign]
+    phone = Phone(stack, Channel.SMS, AN_PHONE)
+    await start_login(phone)
+    reply = await phone.send(PINNED_CODE)
+    assert "Da xac thuc" not in reply and "tam khoa" in reply, reply
+    assert await stack.service.bindings.persons_for("sms", AN_PHONE) == []
+    otp.check = real_check  # type: ignore[method-assign]
