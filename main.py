@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.set_defaults(func=_import_doses)
 
     sim = sub.add_parser("simulate", help="an interactive phone in the terminal")
-    sim.add_argument("channel", choices=["ussd", "sms", "telegram"])
+    sim.add_argument("channel", choices=["ussd", "sms", "telegram", "voice"])
     sim.add_argument("--phone", required=True, help="the simulated phone number, e.g. +84901234567")
     sim.add_argument("--url", default=None, help="service base URL (default PUBLIC_BASE_URL)")
     sim.set_defaults(func=_simulate)

@@ -216,6 +216,10 @@ def run_simulator(settings: Settings, channel: str, phone: str, url: str | None)
             if channel == "ussd":
                 phone_ussd = UssdPhone(client, base_url, number, settings.resolved_gateway_token)
                 _ussd_loop(phone_ussd, input, print, watcher.flush)
+            elif channel == "voice":
+                from sms_gateway.voice_simulator import VoicePhone, voice_loop
+
+                voice_loop(VoicePhone(client, settings, base_url, number), input, print, watcher.flush)
             else:
                 _sms_loop(SmsPhone(client, settings, base_url, number), input, print, watcher.flush)
     except (EOFError, KeyboardInterrupt):

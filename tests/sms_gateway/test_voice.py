@@ -267,3 +267,39 @@ def test_a_report_filed_by_voice_is_resolved_from_the_console_and_the_caller_tol
     assert resolved.status_code == 200, resolved.text
     told = stand_in.wait_for(to="+84912345678", contains="khong duoc duyet", timeout=10)
     assert ref_text in told.body and "bring the card" in told.body
+
+
+def test_the_voice_simulator_drives_a_call_to_the_doses(
+    make_client: Callable[..., TestClient], stand_in: TwilioStandIn
+) -> None:
+    from settings import Settings
+    from sms_gateway.voice_simulator import VoicePhone, voice_loop
+
+    client = make_client(
+        twilio_account_sid=stand_in.account_sid,
+        twilio_auth_token=stand_in.auth_token,
+        twilio_from=stand_in.from_number,
+        twilio_api_base=stand_in.base_url,
+        run_workers=True,
+        outbox_poll_seconds=0.05,
+    )
+    settings: Settings = client.app.state.settings  # type: ignore[attr-defined]
+
+    def code() -> str:
+        otp = stand_in.wait_for(to="+84901234567", contains="ma xac thuc", timeout=10)
+        found = re.search(r"\b(\d{6})\b", otp.body)
+        assert found is not None
+        return found[1]
+
+    script: list[str | Callable[[], str]] = ["", "1", "001085012345", "14031985", code, "", "", "q"]
+    shown: list[str] = []
+
+    def read(prompt: str) -> str:
+        item = script.pop(0)
+        return item() if callable(item) else item
+
+    voice_loop(VoicePhone(client, settings, "http://testserver", "+84901234567"), read, shown.append)
+    heard = "\n".join(shown)
+    assert "🔊" in heard and "ngày 2 tháng 8 năm 2021" in heard  # the doses, read aloud
+    assert "Xin lỗi, chúng tôi chưa nghe thấy phím nào." in heard  # Enter alone is silence
+    assert "(call ended: hung up)" in heard  # silence twice ends the call
