@@ -270,6 +270,20 @@ class AuditEntry:
 
 
 @dataclass(frozen=True)
+class CaseNotice:
+    """What a citizen was told about a report, and when — for registries whose staff see it
+    (FHIR: a Communication about the Task). `topics`: e.g. ("report-approved", "certificate-reissued")."""
+
+    ref: str
+    person_id: str | None
+    channel: str  # the outbox channel: "sms", "telegram"
+    address: str  # the phone (E.164) or chat the message goes to
+    text: str  # the message as the citizen reads it, links left out
+    topics: tuple[str, ...]
+    at: datetime
+
+
+@dataclass(frozen=True)
 class RegistryInfo:
     backend: str
     reachable: bool

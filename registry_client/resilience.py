@@ -37,6 +37,7 @@ from registry_client.clock import Clock, service_date, utc_now
 from registry_client.errors import RegistryError, RegistryUnavailable
 from registry_client.models import (
     AuditEntry,
+    CaseNotice,
     CaseStatus,
     ClaimedDose,
     ContactChange,
@@ -434,6 +435,13 @@ class ResilientRegistry:
         except RegistryUnavailable:
             for entry in stamped:  # a random key: entries of one batch may be alike in every field
                 await self.pending.put(f"audit:{uuid.uuid4().hex}", "audit", _to_jsonable(entry))
+
+    async def record_notice(self, notice: CaseNotice) -> None:
+        """Keeps what a citizen was told where the backend can show it (`record_notice`, the FHIR
+        backend); best effort: the message itself is already in the outbox."""
+        record = getattr(self.inner, "record_notice", None)
+        if record is not None:
+            await self._call(lambda: record(notice))
 
     async def info(self) -> RegistryInfo:
         info = await self.inner.info()

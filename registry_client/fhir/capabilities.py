@@ -15,7 +15,10 @@ NEEDED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("create", "update", "search-type"),
         ("identifier", "subject", "owner", "code", "status", "group-identifier", "period"),
     ),
+    "Organization": (("read", "search-type"), ("identifier",)),
     "DocumentReference": (("create", "search-type"), ("identifier",)),
+    "Binary": (("create",), ()),
+    "Communication": (("create", "search-type"), ("part-of",)),
     "AuditEvent": (("create",), ()),
 }
 

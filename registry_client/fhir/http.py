@@ -5,6 +5,7 @@ transport failures and HTTP statuses to the registry error types.
 |---------------------------------------------|--------------------------------------------|
 | timeout, connection refused/reset, 5xx, 429 | RegistryUnavailable (retryable)            |
 | 401 / 403                                   | RegistryUnavailable (retryable=False)      |
+|   (with SMART auth: a 401 first drops the access token and the request is sent once more)    |
 | 404 / 410                                   | RecordNotFound                             |
 | 400 / 422 / other 4xx                       | InvalidRequest (OperationOutcome text)     |
 | 409                                         | Conflict                                   |
@@ -16,11 +17,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from registry_client.errors import Conflict, InvalidRequest, RecordNotFound, RegistryUnavailable
+from registry_client.fhir.smart import SmartAuth
 
 Json = dict[str, Any]
 FHIR_JSON = "application/fhir+json"
@@ -42,9 +45,23 @@ class Versioned:
         return str(self.resource["id"])
 
 
+AUTH_FORMS = "'bearer:<token>', 'basic:<user>:<password>' or 'smart:<client_id>'"
+
+
+def smart_client_id(value: str | None) -> str | None:
+    """The client id of REGISTRY_AUTH=smart:<client_id>; None for the other forms."""
+    kind, _, rest = (value or "").partition(":")
+    if kind.lower() != "smart":
+        return None
+    if not rest.strip():
+        raise ValueError(f"REGISTRY_AUTH must be {AUTH_FORMS}")
+    return rest.strip()
+
+
 def parse_auth(value: str | None) -> tuple[httpx.Auth | None, dict[str, str]]:
-    """REGISTRY_AUTH → (httpx auth, extra headers). `bearer:<token>` or `basic:<user>:<password>`."""
-    if not value:
+    """REGISTRY_AUTH → (httpx auth, extra headers). `bearer:<token>` or `basic:<user>:<password>`
+    (`smart:<client_id>` is handled by FhirHttp: its header changes with each access token)."""
+    if not value or smart_client_id(value):
         return None, {}
     kind, _, rest = value.partition(":")
     if kind.lower() == "bearer" and rest:
@@ -53,7 +70,7 @@ def parse_auth(value: str | None) -> tuple[httpx.Auth | None, dict[str, str]]:
         user, sep, password = rest.partition(":")
         if sep and user:
             return httpx.BasicAuth(user, password), {}
-    raise ValueError("REGISTRY_AUTH must be 'bearer:<token>' or 'basic:<user>:<password>'")
+    raise ValueError(f"REGISTRY_AUTH must be {AUTH_FORMS}")
 
 
 def valid_id(value: str) -> bool:
@@ -97,9 +114,12 @@ class FhirHttp:
         timeout: float = 5.0,
         client: httpx.AsyncClient | None = None,
         max_connections: int = 20,
+        private_key_file: Path | None = None,
+        scopes: str = "",
     ) -> None:
         self.base_url = base_url.rstrip("/")
         http_auth, headers = parse_auth(auth)
+        client_id = smart_client_id(auth)
         headers = {"Accept": FHIR_JSON, **headers}
         self._owns_client = client is None
         if client is None:
@@ -113,6 +133,11 @@ class FhirHttp:
         self._client = client
         self._auth = http_auth
         self._headers = headers
+        self.smart: SmartAuth | None = None
+        if client_id is not None:
+            if private_key_file is None:
+                raise ValueError("REGISTRY_AUTH=smart:… needs the client's private key file")
+            self.smart = SmartAuth(client_id, private_key_file, scopes, self.base_url, client)
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"
@@ -135,22 +160,40 @@ class FhirHttp:
         if json is not None:
             all_headers["Content-Type"] = FHIR_JSON
         all_headers.update(headers or {})
-        try:
-            response = await self._client.request(
-                method,
-                url,
-                params=list(params) if params else None,
-                json=json,
-                headers=all_headers,
-                auth=self._auth if self._auth is not None else httpx.USE_CLIENT_DEFAULT,
-            )
-        except httpx.TimeoutException as exc:
-            raise RegistryUnavailable(f"FHIR registry timed out ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
-            raise RegistryUnavailable(f"FHIR registry unreachable ({type(exc).__name__})") from exc
+        response = await self._request(method, url, params, json, all_headers)
         body = self._body(response)
         self._raise_for(response, body)
         return response, body
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        params: Sequence[tuple[str, str]] | None,
+        json: Json | None,
+        headers: dict[str, str],
+    ) -> httpx.Response:
+        for attempt in (1, 2):
+            token = None
+            if self.smart is not None:
+                headers["Authorization"], token = await self.smart.authorization()
+            try:
+                response = await self._client.request(
+                    method,
+                    url,
+                    params=list(params) if params else None,
+                    json=json,
+                    headers=headers,
+                    auth=self._auth if self._auth is not None else httpx.USE_CLIENT_DEFAULT,
+                )
+            except httpx.TimeoutException as exc:
+                raise RegistryUnavailable(f"FHIR registry timed out ({type(exc).__name__})") from exc
+            except httpx.TransportError as exc:
+                raise RegistryUnavailable(f"FHIR registry unreachable ({type(exc).__name__})") from exc
+            if response.status_code != 401 or self.smart is None or token is None or attempt == 2:
+                return response
+            self.smart.expire(token)  # revoked or expired early: once more with a fresh token
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _body(response: httpx.Response) -> Json:

