@@ -60,6 +60,12 @@ class Console:
         assert response.status_code == 303, response.text
         return self
 
+    def handle(self, person_id: str) -> str:
+        """The opaque handle of a person in console URLs (`/agent/persons/{handle}`)."""
+        from web.console.person_handles import handles_of
+
+        return handles_of(self.state).handle(person_id)
+
     def token(self) -> str:
         """The session's CSRF token (from any console page)."""
         return csrf_of(self.client.get("/agent/notifications").text)

@@ -1,5 +1,5 @@
 """The hotline agent: search, masked data, send link (registry phone only), report for a caller,
-verified phone change, audit with the agent's name; hostile search input."""
+phone change confirmed by a code from the new phone, audit with the agent's name; hostile search input."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def audit_rows(console: Console, action: str) -> list[AuditRow]:
 def test_search_by_national_id_and_date_of_birth_opens_the_person(console: Console) -> None:
     console.as_user("lan")
     page = console.client.get("/agent/search", params={"national_id": "001 085 012 345", "dob": "14/03/1985"})
-    assert page.status_code == 200 and str(page.url).endswith(f"/agent/persons/{console.people[AN]}")
+    handle = console.handle(console.people[AN])
+    assert page.status_code == 200 and str(page.url).endswith(f"/agent/persons/{handle}")
     html = page.text
     assert "Nguyễn Văn An" in html
     assert "001******345" in html and "001085012345" not in html  # masked national ID
@@ -85,7 +86,7 @@ def test_send_link_goes_to_the_registry_phone_only(console: Console) -> None:
     console.as_user("lan")
     person = console.people[AN]
     response = console.post(
-        f"/agent/persons/{person}/send-link",
+        f"/agent/persons/{console.handle(person)}/send-link",
         {"channel": "sms", "phone": "+84999999999", "address": "+84999999999"},
     )
     assert response.status_code == 303
@@ -109,19 +110,21 @@ def test_send_link_goes_to_the_registry_phone_only(console: Console) -> None:
 def test_send_link_over_telegram_needs_a_bound_chat(console: Console) -> None:
     console.as_user("lan")
     person = console.people[AN]
-    response = console.post(f"/agent/persons/{person}/send-link", {"channel": "telegram"})
+    response = console.post(
+        f"/agent/persons/{console.handle(person)}/send-link", {"channel": "telegram"}
+    )
     page = console.client.get(response.headers["location"])
     assert "chưa liên kết Telegram" in page.text
     assert outbox_rows(console) == []
     console.call(console.state.conversations.bindings.bind, "telegram", "777001", person)
-    console.post(f"/agent/persons/{person}/send-link", {"channel": "telegram"})
+    console.post(f"/agent/persons/{console.handle(person)}/send-link", {"channel": "telegram"})
     [row] = outbox_rows(console)
     assert (row.channel, row.address, row.template) == ("telegram", "777001", "sms.cert_link")
 
 
 def test_person_without_doses_has_no_link_to_send(console: Console) -> None:
     console.as_user("lan")
-    page = console.client.get(f"/agent/persons/{console.people[CUONG]}")
+    page = console.client.get(f"/agent/persons/{console.handle(console.people[CUONG])}")
     assert "Chưa có mũi tiêm nào trong sổ" in page.text
     assert page.text.count("disabled>") >= 2  # both send buttons
 
@@ -145,7 +148,7 @@ def report_form(**overrides: Any) -> dict[str, Any]:
 def test_file_a_report_on_behalf_of_a_caller(console: Console) -> None:
     console.as_user("lan")
     person = console.people[AN]
-    response = console.post(f"/agent/persons/{person}/report", report_form())
+    response = console.post(f"/agent/persons/{console.handle(person)}/report", report_form())
     page = console.client.get(response.headers["location"])
     cases = console.call(console.state.registry.list_corrections, CorrectionQuery(person_id=person))
     [case] = cases
@@ -164,46 +167,59 @@ def test_file_a_report_on_behalf_of_a_caller(console: Console) -> None:
 def test_report_outcome_can_go_to_another_number_the_caller_gives(console: Console) -> None:
     console.as_user("lan")
     person = console.people[CUONG]
-    bad = console.post(f"/agent/persons/{person}/report", report_form(contact="other", other_phone="12"))
+    bad = console.post(
+        f"/agent/persons/{console.handle(person)}/report", report_form(contact="other", other_phone="12")
+    )
     assert "Số điện thoại không hợp lệ" in console.client.get(bad.headers["location"]).text
     console.post(
-        f"/agent/persons/{person}/report", report_form(contact="other", other_phone="0912 000 111", site="")
+        f"/agent/persons/{console.handle(person)}/report",
+        report_form(contact="other", other_phone="0912 000 111", site=""),
     )
     [case] = console.call(console.state.registry.list_corrections, CorrectionQuery(person_id=person))
     assert case.contact_phone == "+84912000111" and case.site_code is None  # no dose: hotline queue
 
 
-def test_verified_phone_change_keeps_history_and_doses(console: Console) -> None:
+def test_phone_change_takes_effect_only_when_the_code_from_the_new_phone_is_read_back(console: Console) -> None:
+    """The contract changed (issue 12): an agent alone can no longer make a typed number the
+    registered phone; a code sent to the new number must be read back first."""
     console.as_user("lan")
     person = console.people[BINH]
     before = console.call(console.state.registry.list_doses, person)
-    missing = console.post(
-        f"/agent/persons/{person}/phone", {"new_phone": "0977 123 456", "retire_phone": "0", "evidence": ""}
+    bad = console.post(f"/agent/persons/{console.handle(person)}/phone", {"new_phone": "12"})
+    assert "Số điện thoại không hợp lệ" in console.client.get(bad.headers["location"]).text
+    asked = console.post(
+        f"/agent/persons/{console.handle(person)}/phone", {"new_phone": "0977 123 456"}
     )
-    assert "Hãy ghi cách đã xác minh" in console.client.get(missing.headers["location"]).text
-    response = console.post(
-        f"/agent/persons/{person}/phone",
-        {
-            "new_phone": "0977 123 456",
-            "retire_phone": "0",
-            "evidence": "CCCD and date of birth checked on the call",
-        },
-    )
-    page = console.client.get(response.headers["location"])
-    assert "Đã ghi nhận số điện thoại mới" in page.text
+    assert "?change=" in asked.headers["location"]
+    page = console.client.get(asked.headers["location"])
+    assert "Đã gửi mã tới số mới" in page.text and "09******56" in page.text
+    unchanged = console.call(console.state.registry.get_person, person)
+    assert unchanged.registered_phone == "+84912345678"  # nothing changes on the agent's word
+    [sent] = console.call(console.state.outbox.messages_to, "sms", "+84977123456")
+    code = str(sent.params["code"])
+    change_id = asked.headers["location"].split("change=")[1].split("#")[0]
+    confirm = f"/agent/persons/{console.handle(person)}/phone/{change_id}/confirm"
+    wrong = console.post(confirm, {"code": "000000" if code != "000000" else "111111"})
+    assert "Mã sai. Còn 4 lần thử." in console.client.get(wrong.headers["location"]).text
+    assert console.call(console.state.registry.get_person, person).registered_phone == "+84912345678"
+    done = console.post(confirm, {"code": code})
+    assert "Đã đổi số đăng ký" in console.client.get(done.headers["location"]).text
     updated = console.call(console.state.registry.get_person, person)
     assert updated.registered_phone == "+84977123456" and updated.current_phones == ("+84977123456",)
     old = next(c for c in updated.contacts if c.phone == "+84912345678")
     assert old.removed_at is not None  # kept, retired
     assert console.call(console.state.registry.list_doses, person) == before
+    told_old = console.call(console.state.outbox.messages_to, "sms", "+84912345678")
+    told_new = console.call(console.state.outbox.messages_to, "sms", "+84977123456")
+    assert [m.template for m in told_old] == ["sms.phone_removed"]
+    assert [m.template for m in told_new] == ["sms.phone_change_code", "sms.phone_added"]
+    assert [a.actor for a in audit_rows(console, "contact.change_requested")] == ["agent:lan"]
+    assert [a.actor for a in audit_rows(console, "contact.change_code")] == ["agent:lan"]
     [entry] = audit_rows(console, "contact.change")
     assert entry.actor == "agent:lan" and "09******56" in entry.detail and "0977123456" not in entry.detail
-    # a number of someone else cannot be retired through this person
-    stranger = console.post(
-        f"/agent/persons/{person}/phone",
-        {"new_phone": "0977 123 457", "retire_phone": "5", "evidence": "checked"},
-    )
-    assert "không thuộc người này" in console.client.get(stranger.headers["location"]).text
+    assert "09******78" in entry.detail  # the retired number, masked
+    again = console.post(confirm, {"code": code})  # a used change cannot be replayed into anything
+    assert console.client.get(again.headers["location"]).status_code == 200
 
 
 def test_english_switch(console: Console) -> None:

@@ -102,7 +102,7 @@ def test_posts_without_a_valid_csrf_token_are_refused(
     console: Console, url: str, data: dict[str, str]
 ) -> None:
     console.as_user("quan")
-    url = url.format(pid=console.people["001085012345"])
+    url = url.format(pid=console.handle(console.people["001085012345"]))
     missing = console.client.post(url, data=data, follow_redirects=False)
     wrong = console.client.post(url, data={**data, "csrf_token": "forged"}, follow_redirects=False)
     assert missing.status_code == wrong.status_code == 403

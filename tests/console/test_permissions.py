@@ -80,7 +80,7 @@ def matrix(module_console: Console) -> dict[str, Any]:
         tokens[user] = c.token()
     c.client.cookies.clear()
     return {
-        "ids": {"hcm": photo_case.ref, "hot": hot, "att": case.attachments[0].id, "pid": c.people[AN]},
+        "ids": {"hcm": photo_case.ref, "hot": hot, "att": case.attachments[0].id, "pid": c.handle(c.people[AN])},
         "sessions": sessions,
         "tokens": tokens,
     }

@@ -39,7 +39,7 @@ def test_hostile_names_and_texts_render_as_text(console: Console) -> None:
     console.as_user("lan")
     pages = [
         console.client.get("/agent/search", params={"phone": "0988000001"}).text,
-        console.client.get(f"/agent/persons/{person.id}").text,
+        console.client.get(f"/agent/persons/{console.handle(person.id)}").text,
     ]
     console.as_user("quan")
     console.post(

@@ -59,7 +59,7 @@ def audits(cx: Console, action: str) -> list[AuditRow]:
 
 
 def send_code(cx: Console, national_id: str) -> Any:
-    return cx.post(f"/agent/persons/{cx.people[national_id]}/send-code")
+    return cx.post(f"/agent/persons/{cx.handle(cx.people[national_id])}/send-code")
 
 
 def sms_text(row: OutboxRow) -> str:
@@ -136,8 +136,8 @@ def test_no_code_without_a_dose_or_a_phone(cx: Console) -> None:
     response = send_code(cx, CUONG)
     assert response.status_code == 303 and not outbox(cx, "code")
     assert "Chưa có mũi tiêm nào" in cx.client.get(response.headers["location"]).text
-    page = cx.client.get(f"/agent/persons/{cx.people[AN]}")
-    assert f'action="/agent/persons/{cx.people[AN]}/send-code"' in page.text
+    page = cx.client.get(f"/agent/persons/{cx.handle(cx.people[AN])}")
+    assert f'action="/agent/persons/{cx.handle(cx.people[AN])}/send-code"' in page.text
 
 
 def test_malformed_requests(cx: Console) -> None:

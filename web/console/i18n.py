@@ -47,6 +47,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "error_title_403": ("Không được phép", "Not allowed"),
     "error_title_404": ("Không tìm thấy", "Not found"),
     "error_title_422": ("Dữ liệu không hợp lệ", "Invalid input"),
+    "error_title_429": ("Quá nhiều lượt xem", "Too many requests"),
     "error_title_503": ("Tạm thời không phục vụ được", "Temporarily unavailable"),
     "forbidden": ("Vai trò của bạn không được dùng trang này.", "Your role may not use this page."),
     "other_site": (
@@ -62,6 +63,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The form has expired or is not valid. Reload the page and try again.",
     ),
     "not_found": ("Không có mục này.", "There is no such item."),
+    "too_many_person_views": (
+        "Bạn đã mở quá nhiều hồ sơ trong 10 phút qua. Hãy thử lại sau ít phút; lần mở này đã được ghi lại.",
+        "You have opened too many person records in the last 10 minutes. Try again in a few minutes; "
+        "this attempt was logged.",
+    ),
     "file_missing": ("Tệp đính kèm không còn trên máy chủ.", "The attached file is no longer on the server."),
     "registry_unavailable": (
         "Hệ thống dữ liệu tiêm chủng đang không trả lời. Vui lòng thử lại sau ít phút.",
@@ -477,8 +483,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "sla_invalid": ("Nhập một số từ {min} đến {max}.", "Give a number from {min} to {max}."),
     "sla_saved": ("Thời hạn xử lý: {days} ngày làm việc.", "SLA set to {days} working days."),
     "outbox_hint": (
-        "100 tin gần nhất. Khi chưa cấu hình Twilio, SMS được lưu ở đây thay vì gửi đi.",
-        "The latest 100 messages. Without Twilio configured, SMS are kept here instead of being sent.",
+        "100 tin gần nhất. Khi chưa cấu hình Twilio, SMS được lưu ở đây thay vì gửi đi. "
+        "Mã và link được che; chỉ điện thoại mô phỏng (python main.py simulate) thấy tin đầy đủ.",
+        "The latest 100 messages. Without Twilio configured, SMS are kept here instead of being sent. "
+        "Codes and links are masked; only the simulated phone (python main.py simulate) shows them whole.",
     ),
     "to": ("Tới", "To"),
     "kind": ("Loại", "Kind"),
