@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from certificates.code_tables import CertificateCodeRow, CodeAttemptRow
 from certificates.codes import format_code, generate_code, mask_code, parse_code
+from certificates.dose_series import read_series
 from certificates.names import shortened_name
 from certificates.protocols import DoseLike, HolderLike
 from certificates.tables import IssuedCertificateRow
@@ -129,7 +130,9 @@ class CertificateCodes:
         existing = await self._code_of(issued.uvci)
         if existing is not None:
             return format_code(existing)
-        ordered = sorted(doses, key=lambda d: (d.dose_number, d.administered_on))
+        reading = read_series(doses)  # the count and the latest dose as the certificate reads them
+        latest = reading.latest
+        assert latest is not None  # issue() refused a record without doses
         for _ in range(8):
             code = self.generate()
             row = CertificateCodeRow(
@@ -138,8 +141,8 @@ class CertificateCodes:
                 person_id=holder.id,
                 holder_name=shortened_name(holder.full_name)[:120],
                 birth_year=holder.date_of_birth.year,
-                dose_count=len(ordered),
-                latest_dose_on=ordered[-1].administered_on,
+                dose_count=reading.given,
+                latest_dose_on=latest.dose.administered_on,
                 created_at=self.clock(),
             )
             try:

@@ -15,7 +15,7 @@ import json
 import logging
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
@@ -101,6 +101,7 @@ class IssuedCertificate:
     date_of_birth: date
     doses: tuple[DoseSummary, ...]
     reused: bool  # True: the person's current certificate was still right
+    missing_doses: tuple[int, ...] = ()  # dose numbers the record skips (certificates.dose_series)
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,8 @@ class CertificateService:
         if not doses:
             raise NoDoses()
         summaries = dose_summaries(doses)
-        latest = read_series(doses).latest
+        reading = read_series(doses)
+        latest = reading.latest
         assert latest is not None
         if valuesets.product(latest.dose.product) is None:
             raise UnknownProduct(latest.dose.product)
@@ -214,7 +216,8 @@ class CertificateService:
         async with self._lock(holder.id):  # this worker's callers queue; other workers meet the index
             for attempt in range(_ISSUE_ATTEMPTS):
                 try:
-                    return await self._issue_once(holder, latest, summaries, digest)
+                    issued = await self._issue_once(holder, latest, summaries, digest)
+                    return replace(issued, missing_doses=reading.missing)
                 except (IntegrityError, _IssuedMeanwhile):
                     # another worker issued for this person meanwhile: the database kept one live
                     # certificate (uq_issued_certificates_live_person); look again, it may be ours too
@@ -370,8 +373,10 @@ class CertificateService:
         return await self.codes.check(code, birth_year, caller=caller)
 
     # -- links ---------------------------------------------------------------------------------
-    def make_link(self, person_id: str) -> str:
-        return f"{self.public_base_url}/c/{self.links.token(person_id)}"
+    def make_link(self, person_id: str, lang: str = "vi") -> str:
+        """The page opens in `lang` (the language the person chose on their channel)."""
+        suffix = "?lang=en" if lang == "en" else ""
+        return f"{self.public_base_url}/c/{self.links.token(person_id)}{suffix}"
 
     def read_link(self, token: str) -> LinkGrant:
         """The person a link token grants; LinkInvalid / LinkExpired (certificates.links)."""

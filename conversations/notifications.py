@@ -113,7 +113,7 @@ class CaseNotifier:
         for case in cases:
             link = None
             if case.status == CaseStatus.APPROVED and case.person_id and self.certificates is not None:
-                link = self.certificates.make_link(case.person_id)
+                link = self.certificates.make_link(case.person_id, case.language)
             if await self.notify_resolved(case, link):
                 told += 1
         return told

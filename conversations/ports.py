@@ -29,8 +29,8 @@ class IssuedCertificateLike(Protocol):
 
 
 class CertificatePort(Protocol):
-    def make_link(self, person_id: str) -> str:
-        """A signed, expiring link to the person's certificate page (`/c/{token}`)."""
+    def make_link(self, person_id: str, lang: str = "vi") -> str:
+        """A signed, expiring link to the person's certificate page (`/c/{token}`), in `lang`."""
         ...
 
     async def issue(self, person: Person, doses: Sequence[Dose]) -> IssuedCertificateLike: ...

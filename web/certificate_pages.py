@@ -67,7 +67,7 @@ RegistryDep = Annotated[Registry, Depends(_registry)]
 
 
 def _lang(request: Request) -> str:
-    return language(request.query_params.get("lang"))
+    return language(request.query_params.get("lang"), request.headers.get("accept-language"))
 
 
 def _page(request: Request, name: str, lang: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -132,6 +132,7 @@ async def certificate_page(
         lang,
         person=person,
         issued=issued,
+        missing=", ".join(str(n) for n in issued.missing_doses) if issued else "",
         token=token,
         link_expires=link_expires.date(),
     )

@@ -23,7 +23,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "qr_hint": "Đưa mã QR này cho nơi kiểm tra quét. Mã theo chuẩn EU DCC.",
         "download": "Tải ảnh mã QR",
         "print": "In chứng nhận",
-        "certificate_id": "Mã chứng nhận",
+        "certificate_id": "Số định danh chứng nhận (UVCI)",
+        "certificate_code_hint": "Khác với mã chứng nhận 12 ký tự gửi qua SMS (nhắn MA).",
+        "booster": "nhắc lại",
+        "filed_as": "hồ sơ ghi là mũi {n}",
+        "missing_doses": "Hồ sơ chưa có mũi {numbers}: các mũi được đếm theo thứ tự ngày tiêm. Nếu bạn đã tiêm mũi này, hãy nhắn PA để báo thiếu mũi.",
         "valid_until": "Có giá trị đến",
         "link_note": "Liên kết này hết hạn ngày {date}. Không chia sẻ liên kết với người khác.",
         "no_dose_title": "Chưa có mũi tiêm nào được ghi nhận",
@@ -69,7 +73,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "qr_hint": "Show this QR code at a checkpoint. It follows the EU DCC standard.",
         "download": "Download the QR image",
         "print": "Print the certificate",
-        "certificate_id": "Certificate ID",
+        "certificate_id": "Certificate identifier (UVCI)",
+        "certificate_code_hint": "Not the same as the 12-character certificate code sent by SMS (text CODE).",
+        "booster": "booster",
+        "filed_as": "filed as dose {n}",
+        "missing_doses": "Dose {numbers} is not on record: your doses are counted in the order given. If you had it, text REPORT to report it.",
         "valid_until": "Valid until",
         "link_note": "This link expires on {date}. Do not share it.",
         "no_dose_title": "No dose on record yet",
@@ -142,8 +150,15 @@ REASONS: dict[str, dict[str, str]] = {
 }
 
 
-def language(requested: str | None) -> str:
-    return requested if requested in LANGUAGES else "vi"
+def language(requested: str | None, accept_language: str | None = None) -> str:
+    """`requested` (?lang=) when it is one of ours; else the browser's first choice of ours; else vi."""
+    if requested in LANGUAGES:
+        return requested
+    for part in (accept_language or "")[:200].split(","):
+        tag = part.split(";")[0].strip().lower()[:2]
+        if tag in LANGUAGES:
+            return tag
+    return "vi"
 
 
 def format_date(value: date | str | None, lang: str) -> str:

@@ -4,6 +4,7 @@ Telegram (with the certificate code in the caption); and the short certificate c
 
 from __future__ import annotations
 
+from certificates.dose_series import read_series
 from conversations.context import Context
 from conversations.flows.status import product_name
 from conversations.model import Certificate, Channel, Reply
@@ -39,7 +40,7 @@ async def begin(ctx: Context) -> None:
         ctx.say("cert.unavailable")
         ctx.finish()
         return
-    link = certificates.make_link(person.id)
+    link = certificates.make_link(person.id, ctx.lang)
     if ctx.channel == Channel.TELEGRAM:
         issued = await certificates.issue(person, doses)
         caption = ctx.t(
@@ -50,11 +51,11 @@ async def begin(ctx: Context) -> None:
             doses="; ".join(
                 ctx.t(
                     "cert.caption_dose",
-                    number=d.dose_number,
-                    product=product_name(d.product),
-                    date=ddmmyyyy(d.administered_on),
+                    number=c.ordinal,
+                    product=product_name(c.dose.product),
+                    date=ddmmyyyy(c.dose.administered_on),
                 )
-                for d in doses
+                for c in read_series(doses).counted  # numbered by the rule the QR follows
             ),
         )
         if isinstance(certificates, CertificateCodePort):

@@ -1,17 +1,19 @@
 """Dose status: each dose (number, product, date, site), whether the primary series is complete,
-and when the next dose is due where the product's schedule says so."""
+what the record lacks, and when the next dose is due where the product's schedule says so.
+What the doses prove is read from `certificates.dose_series`, the rule the certificate follows."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, timedelta
 
+from certificates.dose_series import SeriesReading, read_series
 from conversations.context import Context
 from conversations.text import ddmmyyyy
 from registry_client.identity import mask_national_id
 from registry_client.models import Dose
 from registry_client.resilience import reset_stale_marker, served_stale_age
-from registry_client.vaccines import Product, lookup_product
+from registry_client.vaccines import lookup_product
 
 # The names people in Viet Nam use for the products (shorter than the DCC display names).
 COMMON_NAMES = {
@@ -31,21 +33,46 @@ def product_name(code: str) -> str:
     return COMMON_NAMES.get(found.code, found.name)
 
 
-def series_state(doses: Sequence[Dose]) -> tuple[Product | None, int, int, date | None]:
-    """(product of the series, primary doses done, doses the series needs, next dose due)."""
-    if not doses:
-        return None, 0, 0, None
-    first = min(doses, key=lambda d: d.dose_number)
-    product = lookup_product(first.product)
-    if product is None:
-        return None, len(doses), 0, None
-    primary = [d for d in doses if d.dose_number <= product.series_doses]
-    done = len(primary)
-    due = None
-    if done < product.series_doses and product.interval_days and primary:
-        latest = max(primary, key=lambda d: d.administered_on)
-        due = latest.administered_on + timedelta(days=product.interval_days)
-    return product, done, product.series_doses, due
+def next_dose_due(reading: SeriesReading) -> date | None:
+    """When the next primary dose is due, where the product's schedule says so."""
+    latest = reading.latest
+    if latest is None or reading.primary_complete:
+        return None
+    product = lookup_product(latest.dose.product)
+    if product is None or not product.interval_days:
+        return None
+    return latest.dose.administered_on + timedelta(days=product.interval_days)
+
+
+def status_lines(ctx: Context, doses: Sequence[Dose]) -> list[str]:
+    """One line per dose as the rule counts it (certificates.dose_series), then what it proves."""
+    reading = read_series(doses)
+    lines = []
+    for counted in reading.counted:
+        dose = counted.dose
+        assert isinstance(dose, Dose)
+        line = ctx.t(
+            "status.booster" if counted.role == "booster" else "status.dose",
+            number=counted.ordinal,
+            product=product_name(dose.product),
+            date=ddmmyyyy(dose.administered_on),
+            site=dose.site_name,
+        )
+        if counted.renumbered:
+            line += " " + ctx.t("status.filed_as", recorded=counted.recorded_number)
+        lines.append(line)
+    if reading.given:
+        lines.append(
+            ctx.t("status.complete")
+            if reading.primary_complete
+            else ctx.t("status.incomplete", done=reading.primary_given, total=reading.primary_required)
+        )
+    if reading.missing:
+        lines.append(ctx.t("status.missing", numbers=", ".join(str(n) for n in reading.missing)))
+    due = next_dose_due(reading)
+    if due is not None:
+        lines.append(ctx.t("status.next_due", date=ddmmyyyy(due)))
+    return lines
 
 
 async def begin(ctx: Context) -> None:
@@ -57,24 +84,7 @@ async def begin(ctx: Context) -> None:
     lines = [ctx.t("status.header", name=person.full_name, national_id=mask_national_id(person.national_id))]
     if not doses:
         lines.append(ctx.t("status.no_doses"))
-    product, done, total, due = series_state(doses)
-    for dose in doses:
-        key = "status.booster" if total and dose.dose_number > total else "status.dose"
-        lines.append(
-            ctx.t(
-                key,
-                number=dose.dose_number,
-                product=product_name(dose.product),
-                date=ddmmyyyy(dose.administered_on),
-                site=dose.site_name,
-            )
-        )
-    if product is not None and total:
-        lines.append(
-            ctx.t("status.complete") if done >= total else ctx.t("status.incomplete", done=done, total=total)
-        )
-        if due is not None:
-            lines.append(ctx.t("status.next_due", date=ddmmyyyy(due)))
+    lines += status_lines(ctx, doses)
     age = served_stale_age()
     if age is not None:
         lines.append(ctx.t("common.stale", minutes=max(1, round(age / 60))))

@@ -77,6 +77,8 @@ MESSAGES: dict[str, str] = {
     "status.complete": "Primary series complete.",
     "status.incomplete": "Primary series not complete ({done}/{total}).",
     "status.next_due": "Next dose from {date}.",
+    "status.filed_as": "(filed as dose {recorded})",
+    "status.missing": "Dose {numbers} is not on record, so your doses are counted in the order given. If you had it, report it (menu 3 or REPORT).",
     "cert.sent": "The certificate link was sent by SMS to {phone}.",
     "cert.no_doses": "No dose on record, so no certificate yet. Report a missing dose: menu 3 or REPORT.",
     "cert.no_phone": "This record has no phone number for the link. Please call {hotline}.",

@@ -80,6 +80,8 @@ MESSAGES: dict[str, str] = {
     "status.complete": "Đã tiêm đủ liều cơ bản.",
     "status.incomplete": "Chưa đủ liều cơ bản ({done}/{total}).",
     "status.next_due": "Mũi tiếp theo từ ngày {date}.",
+    "status.filed_as": "(hồ sơ ghi là mũi {recorded})",
+    "status.missing": "Hồ sơ chưa có mũi {numbers}, nên các mũi được đếm theo thứ tự ngày tiêm. Nếu bạn đã tiêm mũi này, hãy báo thiếu mũi (menu 3 hoặc PA).",
     # certificate
     "cert.sent": "Link chứng nhận đã gửi qua SMS tới {phone}.",
     "cert.no_doses": "Chưa có mũi tiêm nào trong hồ sơ nên chưa cấp được chứng nhận. Báo thiếu mũi: menu 3 hoặc PA.",

@@ -91,7 +91,7 @@ async def _close_the_loop(console: Any, case: CorrectionCase, dose_recorded: boo
             except Exception:  # the registry is updated; the certificate can be issued later
                 log.exception("certificate reissue failed for report %s", case.ref)
         if doses:
-            link = await console.citizen.certificate_link(person.id)
+            link = await console.citizen.certificate_link(person.id, case.language or "vi")
     told = False
     try:
         told = await console.citizen.case_resolved(case, link)

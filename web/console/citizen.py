@@ -57,11 +57,11 @@ class CitizenMessenger:
     def notifier(self) -> Any:
         return getattr(self.state, "case_notifier", None)
 
-    async def certificate_link(self, person_id: str) -> str | None:
+    async def certificate_link(self, person_id: str, language: str = "vi") -> str | None:
         service = self.certificates
         if service is None:
             return None
-        return str(await _maybe_await(service.make_link(person_id)))
+        return str(await _maybe_await(service.make_link(person_id, language)))
 
     async def reissue_certificate(self, person: Person, doses: list[Any]) -> bool:
         """New certificate for the changed doses (the service revokes the old UVCI)."""
@@ -87,7 +87,7 @@ class CitizenMessenger:
         """The person's certificate link to the phone the registry holds (SMS) or to the person's
         bound Telegram chats. Never to an address typed in the console. The text is the engine's
         catalogue entry `sms.cert_link`, rendered by the outbox worker."""
-        link = await self.certificate_link(person.id)
+        link = await self.certificate_link(person.id, language)
         if link is None:
             raise ServiceMissing("certificates")
         if channel == "telegram":
