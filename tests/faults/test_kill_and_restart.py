@@ -51,6 +51,7 @@ class ServiceProcess:
     def __init__(self, database_url: str, data_dir: Path) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
         self.env = {
             **os.environ,
             "HOST": "127.0.0.1",
@@ -72,6 +73,10 @@ class ServiceProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.stderr = b""
         self.outbox = make_sync_engine(database_url)
+
+    def gateway_headers(self) -> dict[str, str]:
+        """The gateway token the service generated into DATA_DIR at its first start (no setting)."""
+        return {"X-Gateway-Token": (self.data_dir / "gateway_token").read_text().strip()}
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -166,6 +171,7 @@ class Ussd:
                 "networkCode": "45204",
                 "text": "*".join(self.inputs),
             },
+            headers=self.service.gateway_headers(),
         )
         assert answer.status_code == 200, answer.text
         return " ".join(answer.text.split())
@@ -173,7 +179,7 @@ class Ussd:
 
 def sms(http: httpx.Client, service: ServiceProcess, phone: str, body: str, sid: str) -> str:
     form = {"From": phone, "To": "+15005550006", "Body": body, "MessageSid": sid, "NumMedia": "0"}
-    answer = http.post(f"{service.base}/sms/twilio", data=form)
+    answer = http.post(f"{service.base}/sms/twilio", data=form, headers=service.gateway_headers())
     assert answer.status_code == 200, answer.text
     return "\n".join(m.text or "" for m in ET.fromstring(answer.text).iter("Message"))
 
