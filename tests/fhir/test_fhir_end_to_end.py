@@ -18,6 +18,7 @@ from registry_client.embedded.demo import load_demo
 from registry_client.fhir import codes
 from settings import Settings
 from sms_gateway.simulator import UssdPhone
+from tests.fhir.r4_validation import assert_valid_r4
 from tests.fhir.server import FhirTestServer
 
 AN_PHONE = "+84901234567"
@@ -149,7 +150,14 @@ def test_ussd_login_status_report_resolve_on_fhir(
     assert told.kind == "notification" and told.params["ref"] == ref
     link = client.get(told.params["link"].removeprefix("http://testserver"))  # the reissued certificate
     assert link.status_code == 200 and "Nguyễn Văn An" in link.text
+    # … and the registry keeps what the citizen was told: a Communication about the Task
+    (entry,) = fhir_get(fhir_server, "Communication", **{"part-of": f"Task/{task['id']}"})["entry"]
+    assert ref in entry["resource"]["payload"][0]["contentString"]
+    assert told.params["link"] not in entry["resource"]["payload"][0]["contentString"]
     phone.dial()
     assert "Nhap ma phan anh" in phone.send("4")
     screen = phone.send(ref)
     assert screen.startswith(f"CON {ref}: da duyet"), screen
+
+    # every resource the service wrote (persons, sites, doses, the Task, audit, …) is valid R4
+    assert_valid_r4(fhir_server.written())

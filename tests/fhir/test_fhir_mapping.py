@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from registry_client.fhir import codes
@@ -20,6 +23,7 @@ from registry_client.models import (
     Sex,
 )
 from settings import Settings
+from tests.fhir.r4_validation import assert_valid_r4, r4_problems
 from tests.fhir.server import FhirTestServer
 from tests.registry_client.contract import HN, missing_dose_report, seed_person
 
@@ -217,3 +221,69 @@ async def test_audit_event(fhir_server: FhirTestServer, fhir_registry: FhirRegis
     assert event["action"] == "R"
     assert event["agent"][0]["altId"] == "sms:+84901234567"
     assert event["entity"][0]["what"] == {"reference": f"Patient/{person.id}"}
+
+
+# -- issue 13: what the backend writes is valid R4 and readable by any client ---------------------------
+
+
+async def test_a_photo_is_a_binary_any_registry_client_can_fetch(
+    fhir_server: FhirTestServer, fhir_registry: FhirRegistry, tmp_path: Path
+) -> None:
+    photo = tmp_path / "uploads" / "PA" / "card.jpg"
+    photo.parent.mkdir(parents=True)
+    photo.write_bytes(b"\xff\xd8\xff\xe0" + b"card bytes" * 100)
+    person = await seed_person(fhir_registry)
+    await fhir_registry.upsert_site(HN)
+    case = await fhir_registry.submit_correction(missing_dose_report(person.id, site="HN001"))
+    attachment = NewAttachment("card.jpg", "image/jpeg", photo.stat().st_size, str(photo))
+    updated = await fhir_registry.add_attachment(case.ref, attachment, "citizen")
+    await fhir_registry.add_attachment(case.ref, attachment, "citizen")  # a retried upload: stored once
+
+    (doc,) = [e["resource"] for e in read(fhir_server, "DocumentReference")["entry"]]
+    content = doc["content"][0]["attachment"]
+    assert content["url"] == f"{fhir_server.base_url}/Binary/{content['url'].rsplit('/', 1)[1]}"
+    assert (content["contentType"], content["size"]) == ("image/jpeg", photo.stat().st_size)
+    assert content["hash"] == base64.b64encode(hashlib.sha1(photo.read_bytes()).digest()).decode()
+    with fhir_server.client() as client:  # as any authorised client of the registry would
+        binary = client.get(content["url"]).json()
+    assert binary["contentType"] == "image/jpeg"
+    assert base64.b64decode(binary["data"]) == photo.read_bytes()
+    assert len(read(fhir_server, "Binary")["entry"]) == 1
+    # the console of this service still serves its own copy
+    assert updated.attachments[0].storage_path == str(photo)
+    assert_valid_r4(fhir_server.written())
+
+
+def test_the_old_relative_attachment_path_is_what_the_validation_refuses() -> None:
+    """Issue 13 as reported: DocumentReference.content.attachment.url = a local relative path."""
+    old = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "content": [{"attachment": {"contentType": "image/jpeg", "url": "var/uploads/PA/card.jpg"}}],
+    }
+    assert any("not absolute" in p for p in r4_problems(old))
+    assert r4_problems({**old, "content": [{"attachment": {"contentType": "image/jpeg", "url": "http://r/Binary/1"}}]}) == []
+    assert r4_problems({"resourceType": "Task", "status": "bogus", "intent": "order"})  # the validators bite
+
+
+def test_vaccine_codes_follow_the_eu_value_set() -> None:
+    """EU-authorised products under the Union Register system, the others under the value set's
+    temporary system (issue 13: BBIBP-CorV and CoronaVac were filed under the EU register)."""
+    from registry_client.vaccines import product
+
+    def systems(code: str) -> dict[str, str]:
+        return {c["system"]: c["code"] for c in codes.vaccine_code(product(code))["coding"]}  # type: ignore[union-attr, index]
+
+    assert systems("EU/1/20/1528") == {codes.DCC_PRODUCT: "EU/1/20/1528", codes.CVX: "208", codes.SNOMED: "1119349007"}
+    sinopharm = systems("BBIBP-CorV")
+    assert sinopharm[codes.DCC_PRODUCT_OTHER] == "BBIBP-CorV" and codes.DCC_PRODUCT not in sinopharm
+    assert sinopharm[codes.CVX] == "510"
+    coronavac = systems("CoronaVac")
+    assert coronavac[codes.DCC_PRODUCT_OTHER] == "CoronaVac" and codes.DCC_PRODUCT not in coronavac
+    abdala = systems("Abdala")
+    assert codes.DCC_PRODUCT not in abdala and abdala[codes.DCC_PRODUCT_OTHER] == "Abdala"
+    # read back: either system, and a registry's CVX-only coding, give the product
+    for code in ("EU/1/20/1528", "BBIBP-CorV", "CoronaVac", "Abdala"):
+        coding = codes.vaccine_code(product(code))["coding"]
+        assert codes.product_from_coding(coding, None) == code  # type: ignore[arg-type]
+    assert codes.product_from_coding([{"system": codes.CVX, "code": "511"}], None) == "CoronaVac"
