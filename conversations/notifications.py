@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from conversations.i18n import t
 from conversations.ports import CertificatePort
 from outbox.store import OutboundMessage, Outbox
 from registry_client.clock import Clock, utc_now
-from registry_client.errors import RecordNotFound
-from registry_client.models import CaseStatus, CorrectionCase, CorrectionQuery
+from registry_client.errors import RecordNotFound, RegistryError
+from registry_client.models import CaseNotice, CaseStatus, CorrectionCase, CorrectionQuery
 from registry_client.protocol import Registry
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,10 @@ class CaseNotifier:
         certificates: CertificatePort | None = None,
         sweep_days: int = 3,
         clock: Clock = utc_now,
+        hotline: str = "",
     ) -> None:
         self.outbox, self.registry, self.certificates = outbox, registry, certificates
+        self.hotline = hotline
         self.sweep_days, self.clock = sweep_days, clock
 
     async def _target(self, case: CorrectionCase) -> tuple[str, str] | None:
@@ -75,7 +78,36 @@ class CaseNotifier:
                 idempotency_key=f"case:{case.ref}:{case.status.value}",
             )
         )
+        if added is not None:
+            await self._record_notice(case, target, template, params)
         return added is not None
+
+    async def _record_notice(
+        self, case: CorrectionCase, target: tuple[str, str], template: str, params: dict[str, str]
+    ) -> None:
+        """Lets the registry keep what the citizen was told, and when (a FHIR registry: a
+        Communication about the report's Task). Best effort: the message is in the outbox already."""
+        record = getattr(self.registry, "record_notice", None)
+        if record is None:
+            return
+        approved = case.status == CaseStatus.APPROVED
+        topics: tuple[str, ...] = ("report-approved",) if approved else ("report-rejected",)
+        if params.get("link"):
+            topics += ("certificate-reissued",)
+        shown = {**params, "link": "[certificate link]", "hotline": self.hotline}
+        notice = CaseNotice(
+            ref=case.ref,
+            person_id=case.person_id,
+            channel=target[0],
+            address=target[1],
+            text=t(case.language or "vi", template, **shown),
+            topics=topics,
+            at=self.clock(),
+        )
+        try:
+            await record(notice)
+        except RegistryError as exc:
+            log.warning("case %s: the registry did not keep what the citizen was told (%s)", case.ref, exc)
 
     async def notify_still_handling(self, case: CorrectionCase, handler_name: str) -> bool:
         """An overdue case: "still being handled by …", at most once per case per day."""

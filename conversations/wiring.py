@@ -89,7 +89,10 @@ def wire_conversations(settings: Settings, state: Any, background: Background) -
     """app.py's "conversations" section: state.conversations, state.case_notifier, their jobs."""
     state.conversations = build_conversations(settings, state)
     state.case_notifier = CaseNotifier(
-        state.outbox, state.registry, certificates=getattr(state, "certificates", None)
+        state.outbox,
+        state.registry,
+        certificates=getattr(state, "certificates", None),
+        hotline=settings.hotline_number,
     )
     background.append(("conversations-cleanup", 3600.0, state.conversations.cleanup))
     background.append(("case-notifications-sweep", 60.0, state.case_notifier.sweep_resolved))
