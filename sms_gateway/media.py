@@ -5,8 +5,8 @@ MMS media are fetched only from Twilio (`download`): the URL a webhook names mus
 host of TWILIO_API_BASE (same scheme, host and port) and have the path of a Twilio media
 resource; it is fetched with the account's credentials. Twilio answers a media URL with a
 redirect to its media store; a redirect is followed (at most `MAX_REDIRECTS`, never with the
-credentials) only to `https` on a host of `TWILIO_MEDIA_HOSTS` that resolves to public
-addresses — anything else is refused unrequested. Only images (JPEG, PNG) up to MAX_BYTES are
+credentials) only to `https` on a host (and path) of `TWILIO_MEDIA_HOSTS` that resolves to
+public addresses — anything else is refused unrequested. Only images (JPEG, PNG) up to MAX_BYTES are
 kept. The reason given back never repeats what the other side answered (status, content type).
 """
 
@@ -24,6 +24,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from conversations.model import InboundMedia
+from db.private_files import write_private_file
 
 MAX_BYTES = 10 * 1024 * 1024
 KINDS = {  # content type → (extension, magic prefix)
@@ -32,8 +33,14 @@ KINDS = {  # content type → (extension, magic prefix)
     "application/pdf": ("pdf", b"%PDF"),
 }
 MMS_TYPES = frozenset({"image/jpeg", "image/png"})  # what an MMS may bring
-# Where Twilio's media redirects lead (its media CDN); https only, public addresses only.
-TWILIO_MEDIA_HOSTS = frozenset({"media.twiliocdn.com", "mms.twiliocdn.com"})
+# Where Twilio's media redirects lead: mms.twiliocdn.com (accounts that enforce HTTP auth on
+# media, short-lived URLs), media.twiliocdn.com, and the older public store, Twilio's bucket on
+# S3 (path style). Host → path prefix; https only, public addresses only.
+TWILIO_MEDIA_HOSTS = {
+    "mms.twiliocdn.com": "/",
+    "media.twiliocdn.com": "/",
+    "s3-external-1.amazonaws.com": "/media.twiliocdn.com/",
+}
 # A voice call's recorded description (<Record>): a WAV from the account's Recordings resource.
 RECORDING_TYPES = frozenset({"audio/x-wav", "audio/wav"})
 MAX_RECORDING_BYTES = 4 * 1024 * 1024  # 60 s of 8 kHz 16-bit mono is under 1 MB
@@ -67,10 +74,10 @@ def store(data_dir: Path, content: bytes, declared_type: str | None, folder: str
         raise MediaRejected((declared_type or "unknown type").split(";")[0][:40])
     extension = KINDS[content_type][0]
     directory = data_dir / "uploads" / folder
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     name = f"{uuid.uuid4().hex}.{extension}"
     path = directory / name
-    path.write_bytes(content)
+    write_private_file(path, content)  # 0600 from creation
     return InboundMedia(storage_path=str(path), content_type=content_type, size=len(content), filename=name)
 
 
@@ -100,7 +107,11 @@ def _public(address: str) -> bool:
 async def _redirect_allowed(url: str) -> bool:
     """A redirect target: https, a Twilio media host, and every address it resolves to is public."""
     scheme, host, port = _origin(url)
-    if scheme != "https" or host not in TWILIO_MEDIA_HOSTS or "@" in urlsplit(url).netloc:
+    parts = urlsplit(url)
+    prefix = TWILIO_MEDIA_HOSTS.get(host)
+    if scheme != "https" or prefix is None or "@" in parts.netloc or not parts.path.startswith(prefix):
+        return False
+    if ".." in parts.path or any(ord(c) < 33 for c in url):
         return False
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -133,10 +144,10 @@ async def download_recording(
 
 def store_recording(data_dir: Path, content: bytes, folder: str) -> InboundMedia:
     directory = data_dir / "uploads" / folder
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     name = f"{uuid.uuid4().hex}.wav"
     path = directory / name
-    path.write_bytes(content)
+    write_private_file(path, content)  # 0600 from creation
     return InboundMedia(storage_path=str(path), content_type="audio/x-wav", size=len(content), filename=name)
 
 

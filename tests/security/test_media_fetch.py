@@ -201,7 +201,31 @@ def test_the_honest_photo_arrives_with_the_account_credentials(
         ("http://media.twiliocdn.com/x", False),  # not https
         ("https://evil.test/x", False),
         ("https://user@media.twiliocdn.com/x", False),
+        ("https://s3-external-1.amazonaws.com/someone-elses-bucket/x", False),  # Twilio's bucket only
     ],
 )
 def test_redirect_targets_off_the_allow_list_are_refused(target: str, allowed: bool) -> None:
     assert asyncio.run(media._redirect_allowed(target)) is allowed
+
+
+@pytest.mark.parametrize(
+    ("target", "resolved", "allowed"),
+    [
+        ("https://mms.twiliocdn.com/AC1/abc", "54.172.60.1", True),
+        ("https://s3-external-1.amazonaws.com/media.twiliocdn.com/AC1/abc", "52.216.0.1", True),
+        ("https://mms.twiliocdn.com/AC1/abc", "10.1.2.3", False),  # a Twilio name pointing inside
+        ("https://media.twiliocdn.com/x", "169.254.169.254", False),
+    ],
+)
+def test_twilio_cdn_redirects_are_followed_only_to_public_addresses(
+    monkeypatch: pytest.MonkeyPatch, target: str, resolved: str, allowed: bool
+) -> None:
+    async def fake_getaddrinfo(host: str, port: object, **kw: object) -> list[tuple[Any, ...]]:
+        return [(2, 1, 6, "", (resolved, 443))]
+
+    async def check() -> bool:
+        loop = asyncio.get_running_loop()
+        monkeypatch.setattr(loop, "getaddrinfo", fake_getaddrinfo)
+        return await media._redirect_allowed(target)
+
+    assert asyncio.run(check()) is allowed
