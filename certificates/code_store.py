@@ -235,7 +235,7 @@ class CertificateCodes:
     async def _take(self, budget: Budget, now: datetime) -> int:
         """Takes one unit in one atomic upsert (the row lock on PostgreSQL, the writer lock on
         SQLite), committed at once. 0: granted; else the seconds the key stays blocked (a key
-        whose units are all out waits for its window to end)."""
+        whose units are all spent waits for its window to end) and nothing is counted."""
         expired = ATTEMPTS.c.window_start <= now - budget.window
         insert = postgresql.insert if self._dialect() == "postgresql" else sqlite.insert
         stmt = (
@@ -252,11 +252,16 @@ class CertificateCodes:
         )
         async with self.sessions() as session, session.begin():
             used, window_start, blocked_until = (await session.execute(stmt)).one()
-        if wait := _seconds_left(blocked_until, now):
-            return wait
-        if used > budget.limit:
-            return max(1, _seconds_left(as_utc(window_start) + budget.window, now))
-        return 0
+            wait = _seconds_left(blocked_until, now)
+            if not wait and used > budget.limit:  # all spent: free again when the window ends
+                wait = max(1, _seconds_left(as_utc(window_start) + budget.window, now))
+            if wait:  # refused: the try is taken back in the same transaction
+                await session.execute(
+                    update(ATTEMPTS)
+                    .where(ATTEMPTS.c.key == budget.key)
+                    .values(failures=ATTEMPTS.c.failures - 1)
+                )
+        return wait
 
     async def _failed(self, budgets: list[Budget], now: datetime) -> None:
         """A failed comparison keeps its units; the one that used up a budget starts the block."""

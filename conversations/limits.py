@@ -4,14 +4,21 @@
 `conversations.redis_limits.RedisRateCounters` keeps them in Redis through the `limits` library
 with the same interface.
 
-Guesses are a budget: every comparison of a secret (a date of birth, a one-time code) first takes
-one unit with `hit_now` — one atomic statement (an upsert with RETURNING, or Redis' INCR script),
-committed at once, never deferred to the end of the turn — and compares only when the answer is
-not `was_blocked`. A comparison that succeeded hands its unit back with `give_back`, so only
-failures stay counted. Several inputs in one request, concurrent requests and several workers
-therefore get no more comparisons than the limit. `take` reserves one of a fixed number of events
-(a one-time code sent) the same way. `hit` is the deferred form (an Effect applied with the
-turn's transaction), for counting what is not a guess.
+Guesses are a budget: every comparison of a secret first takes one unit, in one atomic statement
+(an upsert with RETURNING, or Redis' INCR script) committed at once — never deferred to the end
+of the turn — and compares only when the unit was granted. Several inputs in one request,
+concurrent requests and several workers therefore get no more comparisons than the limit.
+
+- `spend_now` / `failed_now` / `give_back` (dates of birth): a unit is granted while fewer than
+  `limit` are spent in the window (a refused try leaves nothing behind); a failed comparison
+  keeps its unit, and the failure that spends the last one blocks the key for `block`; a
+  comparison that succeeded gives its unit back. Only failures stay counted, and right answers,
+  however many at once, never block anybody.
+- `hit_now` (one-time codes): every try counts, the `limit`-th blocks the key; the right code
+  clears the counter (`reset`).
+- `take` reserves one of a fixed number of events in a window (a one-time code sent).
+- `hit` is the deferred form (an Effect applied with the turn's transaction), for counting what
+  is not a guess.
 """
 
 from __future__ import annotations
@@ -47,6 +54,10 @@ class Counters(Protocol):
     def hit(self, key: str, *, limit: int, window: timedelta, block: timedelta) -> Effect: ...
 
     async def hit_now(self, key: str, *, limit: int, window: timedelta, block: timedelta) -> Hit: ...
+
+    async def spend_now(self, key: str, *, limit: int, window: timedelta) -> Hit: ...
+
+    async def failed_now(self, key: str, *, limit: int, block: timedelta) -> int: ...
 
     async def give_back(self, key: str) -> None: ...
 
@@ -89,6 +100,24 @@ class RateCounters:
         return await self.fast.write(
             lambda conn: _hit(conn, key, now, limit=limit, window=window, block=block)
         )
+
+    async def spend_now(self, key: str, *, limit: int, window: timedelta) -> Hit:
+        """One unit of `limit` in `window`: `was_blocked` when none is left (then `blocked` says for
+        how long) or the key is blocked; a refused try is not counted."""
+        now = self.clock()
+        return await self.fast.write(lambda conn: _spend(conn, key, now, limit=limit, window=window))
+
+    async def failed_now(self, key: str, *, limit: int, block: timedelta) -> int:
+        """A granted comparison failed: its unit stays spent; when all `limit` are, the key is
+        blocked for `block` (returns its seconds, else 0)."""
+        now = self.clock()
+        stmt = (
+            update(COUNTERS)
+            .where(COUNTERS.c.key == key, COUNTERS.c.count >= limit)
+            .values(blocked_until=now + block, count=0, window_start=now)
+        )
+        done = await self.fast.write(lambda conn: conn.execute(stmt).rowcount)
+        return math.ceil(block.total_seconds()) if done else 0
 
     async def give_back(self, key: str) -> None:
         """Returns the unit of a comparison that succeeded (never below zero; a block stays)."""
@@ -135,7 +164,7 @@ def _upsert(db: Connection | Session, key: str, now: datetime, window: timedelta
                 "window_start": case((expired, now), else_=COUNTERS.c.window_start),
             },
         )
-        .returning(COUNTERS.c.count, COUNTERS.c.blocked_until)
+        .returning(COUNTERS.c.count, COUNTERS.c.blocked_until, COUNTERS.c.window_start)
     )
     return db.execute(stmt).one()
 
@@ -144,11 +173,20 @@ def _count(db: Connection, key: str, now: datetime, window: timedelta) -> int:
     return int(_upsert(db, key, now, window)[0])
 
 
+def _spend(db: Connection, key: str, now: datetime, *, limit: int, window: timedelta) -> Hit:
+    count, blocked_until, window_start = _upsert(db, key, now, window)
+    blocked = _seconds_until(blocked_until, now)
+    if blocked or count > limit:  # refused: the try is taken back in the same transaction
+        db.execute(update(COUNTERS).where(COUNTERS.c.key == key).values(count=COUNTERS.c.count - 1))
+        return Hit(count - 1, blocked or max(1, _seconds_until(as_utc(window_start) + window, now)), True)
+    return Hit(count, 0, False)
+
+
 def _hit(
     db: Connection | Session, key: str, now: datetime, *, limit: int, window: timedelta, block: timedelta
 ) -> Hit:
     """Counts first (one atomic upsert), then decides; the `limit`-th event starts the block."""
-    count, blocked_until = _upsert(db, key, now, window)
+    count, blocked_until, _ = _upsert(db, key, now, window)
     blocked = _seconds_until(blocked_until, now)
     if blocked:
         return Hit(count, blocked, True)

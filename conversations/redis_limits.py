@@ -94,6 +94,34 @@ class RedisRateCounters:
             self._failed("hit", exc)
             return await self.fallback.hit_now(key, limit=limit, window=window, block=block)
 
+    async def spend_now(self, key: str, *, limit: int, window: timedelta) -> Hit:
+        """One unit of `limit` in `window` (one atomic INCR); a refused try is taken back."""
+        try:
+            item = _Window(limit, window.total_seconds())
+            counter = item.key_for(key)
+            count = await self.storage.incr(counter, item.get_expiry())
+            blocked = await self._blocked(key)
+            if blocked or count > limit:
+                await self.storage.incr(counter, item.get_expiry(), amount=-1)
+                left = blocked or max(1, math.ceil(await self.storage.get_expiry(counter) - time.time()))
+                return Hit(count - 1, left, True)
+            return Hit(count, 0, False)
+        except Exception as exc:  # noqa: BLE001
+            self._failed("spend", exc)
+            return await self.fallback.spend_now(key, limit=limit, window=window)
+
+    async def failed_now(self, key: str, *, limit: int, block: timedelta) -> int:
+        """A granted comparison failed; when all `limit` units are spent, the key is blocked."""
+        try:
+            if await self.storage.get(_Window(1, 1).key_for(key)) < limit:
+                return 0
+            await self.storage.clear(_Window(1, 1).key_for(key))
+            await self.limiter.hit(_Window(1, block.total_seconds()), f"{key}:block")
+            return math.ceil(block.total_seconds())
+        except Exception as exc:  # noqa: BLE001
+            self._failed("failed", exc)
+            return await self.fallback.failed_now(key, limit=limit, block=block)
+
     async def give_back(self, key: str) -> None:
         """Returns the unit of a comparison that succeeded (the block key, if any, stays)."""
         try:

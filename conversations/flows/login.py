@@ -77,8 +77,8 @@ async def begin_by_phone(ctx: Context, phone_text: str) -> None:
     persons = await ctx.registry.find_persons_by_phone(phone) if phone else []
     holders = [p for p in persons if p.registered_phone == phone]
     if not holders or phone is None:
-        if caller.blocked:
-            _limited(ctx, caller.blocked)
+        if blocked := await _failed(ctx, key, NOT_FOUND_LIMIT, NOT_FOUND_WINDOW):
+            _limited(ctx, blocked)
             return
         ctx.say("login.phone_not_found")
         await begin(ctx, None)
@@ -121,8 +121,13 @@ async def handle(ctx: Context, step: str, text: str) -> None:
 
 
 async def _try_budget(ctx: Context, key: str, limit: int, window: timedelta) -> Hit:
-    """One unit of a date-of-birth budget, counted at once (the block lasts one window)."""
-    return await ctx.services.counters.hit_now(key, limit=limit, window=window, block=window)
+    """One unit of a date-of-birth budget, counted at once (conversations.limits)."""
+    return await ctx.services.counters.spend_now(key, limit=limit, window=window)
+
+
+async def _failed(ctx: Context, key: str, limit: int, window: timedelta) -> int:
+    """A miss keeps its unit; the one that spends the budget blocks the key for one window."""
+    return await ctx.services.counters.failed_now(key, limit=limit, block=window)
 
 
 def _limited(ctx: Context, blocked_seconds: int) -> None:
@@ -145,8 +150,9 @@ async def _lookup(ctx: Context, national_id: str, born: date) -> None:
     try:
         person = await ctx.registry.find_person(national_id, born)
     except RecordNotFound:
-        if caller.blocked:  # that was this caller's last try (a blocked ID shows on the next)
-            _limited(ctx, caller.blocked)
+        await _failed(ctx, id_key, ID_MISS_LIMIT, ID_MISS_WINDOW)  # a blocked ID shows on the next try
+        if blocked := await _failed(ctx, caller_key, NOT_FOUND_LIMIT, NOT_FOUND_WINDOW):
+            _limited(ctx, blocked)  # that was this caller's last try
             return
         ctx.state.data.pop("national_id", None)
         ctx.state.step, ctx.state.back = "id", []

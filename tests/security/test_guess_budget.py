@@ -74,7 +74,15 @@ async def setup(backend: tuple[str, str], tmp_path: Path) -> AsyncIterator[Setup
     clock = SkippingClock()
     compared: list[tuple[str, date]] = []
 
-    async def on_clock(app: Any) -> None:
+    async with running(settings, prepare=counting_on(clock, compared)) as service:
+        yield Setup(service, clock, name, compared)
+
+
+def counting_on(clock: SkippingClock, compared: list[tuple[str, date]]) -> Any:
+    """A `running(prepare=…)` hook: the engine and the certificate codes on `clock`, and every
+    date of birth the registry compares appended to `compared`."""
+
+    async def prepare(app: Any) -> None:
         app.state.conversations = build_conversations(app.state.settings, app.state, clock=clock)
         app.state.certificates.codes.clock = clock
         registry = app.state.conversations.services.registry
@@ -86,8 +94,7 @@ async def setup(backend: tuple[str, str], tmp_path: Path) -> AsyncIterator[Setup
 
         registry.find_person = counted  # the real lookup, counted
 
-    async with running(settings, prepare=on_clock) as service:
-        yield Setup(service, clock, name, compared)
+    return prepare
 
 
 def wrong_birthdays(count: int) -> list[str]:
@@ -178,12 +185,24 @@ async def test_thirty_concurrent_dk_send_exactly_one_code(setup: Setup) -> None:
     replies = await asyncio.gather(*(service.sms(p).send(f"DK {AN[1]} {AN[2]}") for p in phones))
     assert len(await service.outbox_to(AN[0], "otp")) == 1, replies
     assert sum(r.startswith(expected("login.code_sent")) for r in replies) == 1, replies
-    assert len(setup.compared) <= ID_MISS_LIMIT
+    # right answers, however many at once, spend nothing and block nobody
+    counters = service.state.conversations.services.counters
+    assert await counters.read(f"notfound-id:{AN[1]}", timedelta(hours=1)) == (0, 0)
     if setup.sql_clock:
-        setup.clock.skip(minutes=61)
+        setup.clock.skip(seconds=61)  # the next code may go out a minute later
         assert (await log_in_by_sms(service, AN[0])).startswith(
             expected("login.success", name="Nguyen Van An")
         )
+
+
+async def test_an_honest_callers_typos_do_not_lock_them_out(setup: Setup) -> None:
+    service = setup.service
+    sms = service.sms(AN[0])
+    for born in wrong_birthdays(NOT_FOUND_LIMIT - 1):
+        assert (await sms.send(f"DK {AN[1]} {born}")).startswith(expected("login.not_found"))
+    assert (await log_in_by_sms(service, AN[0])).startswith(expected("login.success", name="Nguyen Van An"))
+    counters = service.state.conversations.services.counters
+    assert await counters.read(f"notfound:sms:{AN[0]}", timedelta(minutes=15)) == (NOT_FOUND_LIMIT - 1, 0)
 
 
 async def test_code_guesses_in_one_request_stop_at_five(setup: Setup) -> None:
@@ -240,3 +259,26 @@ async def test_concurrent_certificate_code_guesses_get_five_comparisons(setup: S
         setup.clock.skip(minutes=61)  # the certificate-code counters are SQL rows: the clock rules
         right = await checkpoint.post("/api/verify-code", json=body)
         assert right.status_code == 200 and right.json()["valid"] is True, right.json()
+
+
+async def test_two_workers_share_every_budget(setup: Setup) -> None:
+    """A second service process on the same database (and Redis): the attacks split across both
+    get no more than against one."""
+    first = setup.service
+    async with running(first.settings, prepare=counting_on(setup.clock, setup.compared)) as second:
+        workers = (first, second)
+        sweeps = [one_request(workers[n % 2], f"+8490000090{n}", dob_sweep(323)) for n in range(4)]
+        screens = await asyncio.gather(*sweeps)
+        assert not any(expected("login.code_sent")[:30] in screen for screen in screens), screens
+        assert len(setup.compared) == ID_MISS_LIMIT
+        assert await first.outbox_to(AN[0], "otp") == []
+
+        code = await certificate_code(first)
+        guesses = [
+            workers[n % 2].client.post("/api/verify-code", json={"code": code, "birth_year": 1950 + n})
+            for n in range(30)
+        ]
+        answers = await asyncio.gather(*guesses)
+        limit = first.state.certificates.codes.limits.code_failures
+        assert sum(a.status_code == 200 for a in answers) == limit
+        assert {a.status_code for a in answers} == {200, 429}
