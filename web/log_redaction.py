@@ -21,7 +21,7 @@ from settings import Settings
 
 MASK = "[redacted]"
 MIN_SECRET_CHARS = 4  # shorter values would mask ordinary words; no real secret is that short
-_BOT_TOKEN = re.compile(r"\b\d{5,16}:[A-Za-z0-9_-]{20,}")
+_BOT_TOKEN = re.compile(r"(?<!\d)\d{5,16}:[A-Za-z0-9_-]{20,}")
 _QUERY_SECRET = re.compile(
     r"(?i)([?&;](?:token|access_token|secret|password|passwd|key|api_key|signature|sig)=)[^&\s\"'#]+"
 )
