@@ -25,6 +25,8 @@ KEYWORDS: dict[str, str] = {
     "verify": "verify",
     "tv": "lang_vi",
     "en": "lang_en",
+    "dx": "logout",
+    "logout": "logout",
 }
 
 

@@ -1,4 +1,11 @@
-"""Telling citizens what happened to their report, on the channel the report came from.
+"""Telling citizens what happened to their report.
+
+A report about a person on record is answered only where the record says the person is: a
+Telegram chat still bound to the person by a code sent to the registered phone (when the report
+came from that chat), else the person's current registered phone. Never the number a report came
+from once it is no longer registered, nor a contact number typed by a caller or an agent — an
+outcome may carry a fresh certificate link. A report with no person on record (nothing a link
+could open) is answered on the channel it came from.
 
 `CaseNotifier` lives at `app.state.case_notifier`. Every message has an idempotency key
 (`case:{ref}:{status}`, `case:{ref}:still:{day}`) so each is sent exactly once, whoever asks
@@ -10,6 +17,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from conversations.bindings import BindingStore
 from conversations.i18n import t
 from conversations.ports import CertificatePort
 from outbox.store import OutboundMessage, Outbox
@@ -30,28 +38,40 @@ class CaseNotifier:
         certificates: CertificatePort | None = None,
         sweep_days: int = 3,
         clock: Clock = utc_now,
+        bindings: BindingStore | None = None,
         hotline: str = "",
     ) -> None:
         self.outbox, self.registry, self.certificates = outbox, registry, certificates
+        self.bindings = bindings
         self.hotline = hotline
         self.sweep_days, self.clock = sweep_days, clock
 
     async def _target(self, case: CorrectionCase) -> tuple[str, str] | None:
-        """(outbox channel, address): SMS/USSD → SMS to the reporting phone; Telegram → that chat;
-        console → SMS to the contact phone, else the person's registered phone."""
+        """(outbox channel, address) where the citizen of this report is told."""
+        if case.person_id is None:
+            return self._reporting_address(case)
+        try:
+            person = await self.registry.get_person(case.person_id)
+        except RecordNotFound:
+            return None
+        phone = person.registered_phone
+        if case.channel == "telegram" and case.channel_address and self.bindings is not None:
+            chats = await self.bindings.addresses_for_person(person.id, "telegram", registered_phone=phone)
+            if case.channel_address in chats:
+                return "telegram", case.channel_address
+        if phone:
+            return "sms", phone
+        return None
+
+    @staticmethod
+    def _reporting_address(case: CorrectionCase) -> tuple[str, str] | None:
+        """A report with no person on record: back where it came from (it holds no link)."""
         if case.channel in ("sms", "ussd") and case.channel_address:
             return "sms", case.channel_address
         if case.channel == "telegram" and case.channel_address:
             return "telegram", case.channel_address
         if case.contact_phone:
             return "sms", case.contact_phone
-        if case.person_id:
-            try:
-                phone = (await self.registry.get_person(case.person_id)).registered_phone
-            except RecordNotFound:
-                phone = None
-            if phone:
-                return "sms", phone
         return None
 
     async def notify_resolved(self, case: CorrectionCase, certificate_link: str | None = None) -> bool:
@@ -66,6 +86,10 @@ class CaseNotifier:
             template = "sms.case_approved_link" if certificate_link else "sms.case_approved"
         else:
             template = "sms.case_rejected"
+        if case.person_id is None:
+            certificate_link = None  # a link opens a person's record: never to an unproven address
+            if case.status == CaseStatus.APPROVED:
+                template = "sms.case_approved"
         params = {"ref": case.ref, "note": case.resolution_note or "-", "link": certificate_link or ""}
         added = await self.outbox.put(
             OutboundMessage(

@@ -55,7 +55,8 @@ class OtpChallengeRow(Base):
 
 
 class ChannelBindingRow(Base):
-    """A verified link between a channel identity and a person, valid until `expires_at`."""
+    """A verified link between a channel identity and a person, valid until `expires_at` and only
+    while `via_phone` (the phone the one-time code went to) is the person's registered phone."""
 
     __tablename__ = "channel_bindings"
     __table_args__ = (
@@ -70,6 +71,26 @@ class ChannelBindingRow(Base):
     bound_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     unreachable_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    via_phone: Mapped[str | None] = mapped_column(String(20))  # None: bound before it was kept
+
+
+class PhoneChangeRow(Base):
+    """A change of a person's registered phone asked by a hotline agent; it takes effect when the
+    caller reads back the code sent to the new phone. Only the code's hash is kept."""
+
+    __tablename__ = "phone_changes"
+    __table_args__ = (Index("ix_phone_changes_person", "person_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    person_id: Mapped[str] = mapped_column(String(64))
+    new_phone: Mapped[str] = mapped_column(String(20))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(12))  # pending | confirmed | dead
+    requested_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class RateCounterRow(Base):

@@ -12,7 +12,9 @@ from conversations.hot_state import RedisHotState
 from conversations.limits import Counters, RateCounters
 from conversations.notifications import CaseNotifier
 from conversations.otp import CodeGenerator, OtpService, random_code
+from conversations.phone_change import PhoneChanges
 from conversations.service import ConversationService
+from db.secret_keys import CODE_HASHES, derive_key
 from outbox.sealing import OutboxSeal
 from registry_client.clock import Clock, utc_now
 from settings import Settings
@@ -92,7 +94,16 @@ def wire_conversations(settings: Settings, state: Any, background: Background) -
         state.outbox,
         state.registry,
         certificates=getattr(state, "certificates", None),
+        bindings=state.conversations.bindings,
         hotline=settings.hotline_number,
+    )
+    state.phone_changes = PhoneChanges(
+        state.db_sessions,
+        state.registry,
+        state.conversations.bindings,
+        state.conversations.services.counters,
+        state.outbox,
+        derive_key(settings.resolved_secret_key, CODE_HASHES),
     )
     background.append(("conversations-cleanup", 3600.0, state.conversations.cleanup))
     background.append(("case-notifications-sweep", 60.0, state.case_notifier.sweep_resolved))

@@ -80,6 +80,16 @@ async def show_ref(ctx: Context, text: str) -> None:
 
 
 async def _may_see(ctx: Context, case: CorrectionCase) -> bool:
+    if case.person_id is not None:
+        # About a person on record: its outcome is theirs, seen from their registered phone or an
+        # identity bound to them — not from a number the record no longer holds, nor a typed contact.
+        if case.person_id in await ctx.bound_persons():
+            return True
+        try:
+            person = await ctx.person(case.person_id)
+        except RecordNotFound:
+            return False
+        return ctx.caller_phone is not None and ctx.caller_phone == person.registered_phone
     if case.channel == ctx.channel.value and case.channel_address == ctx.address:
         return True
     if ctx.caller_phone is not None and ctx.caller_phone in (case.contact_phone, case.channel_address):

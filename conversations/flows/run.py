@@ -71,4 +71,20 @@ async def start_target(ctx: Context, target: str | None) -> None:
         else:
             await menu.show(ctx)
         return
+    if not await _binding_holds(ctx):
+        ctx.say("login.binding_ended")
+        ctx.state.person_id = None
+        ctx.forget_bound_cache()
+        await login.begin(ctx, target)
+        return
     await PERSON_FLOWS[target](ctx)
+
+
+async def _binding_holds(ctx: Context) -> bool:
+    """Before anything about the person is shown: the binding still stands in SQL (not only in a
+    cache) and the phone that proved it is still the person's registered phone."""
+    person_id = ctx.state.person_id
+    if person_id is None or ctx.code_settled:  # just proven in this very turn
+        return True
+    person = await ctx.person(person_id)
+    return await ctx.services.bindings.holds(ctx.channel.value, ctx.address, person)

@@ -188,4 +188,8 @@ def file_case(
         "attachments": attachments,
     }
     values.update(kw)
+    if channel == "telegram":  # a Telegram report comes from a chat bound by a code to the registered phone
+        bindings = console.state.conversations.bindings
+        chat, phone = values["channel_address"], person.registered_phone
+        console.call(bindings.bind, "telegram", chat, person_id, via_phone=phone)
     return console.call(console.state.registry.submit_correction, NewCorrection(**values))

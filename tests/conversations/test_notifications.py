@@ -1,4 +1,4 @@
-"""Telling citizens about their reports: on the channel the report came from, exactly once."""
+"""Telling citizens about their reports: where the record says they are, exactly once."""
 
 from __future__ import annotations
 
@@ -68,8 +68,14 @@ async def test_resolved_case_is_told_once_by_sms_to_the_reporting_phone(stack: S
     )
 
 
-async def test_targets_follow_the_reporting_channel(stack: Stack) -> None:
-    notifier = CaseNotifier(stack.outbox, stack.registry, clock=stack.clock)
+async def test_targets_follow_the_record_never_a_typed_or_retired_number(stack: Stack) -> None:
+    """Changed contract (issue 12): the outcome of a report about a person goes to a chat still
+    bound to that person through the registered phone, else to the registered phone — never to a
+    contact number typed for the report, nor to a reporting number the record no longer holds."""
+    bindings = stack.service.bindings
+    notifier = CaseNotifier(stack.outbox, stack.registry, clock=stack.clock, bindings=bindings)
+    cuong = await stack.registry.find_person("048095006789", date(1995, 11, 30))
+    await bindings.bind("telegram", "777001", cuong.id, via_phone="+84987654321")
     telegram = await _case(stack, "telegram", "777001")
     await stack.registry.resolve_correction(
         telegram, Resolution(Decision.REJECTED, "no record at the site", "s")
@@ -78,15 +84,22 @@ async def test_targets_follow_the_reporting_channel(stack: Stack) -> None:
     rows = await stack.outbox.messages_to("telegram", "777001")
     assert len(rows) == 1 and "no record at the site" in _render(rows[0])
 
+    unbound = await _case(stack, "telegram", "777002")  # that chat's binding has ended since
+    await stack.registry.resolve_correction(unbound, Resolution(Decision.REJECTED, "duplicate", "s"))
+    assert await notifier.notify_resolved(await stack.registry.get_correction(unbound))
+    assert await stack.outbox.messages_to("telegram", "777002") == []
+
     console = await _case(stack, "console", "agent:lan", contact="+84911222333")
     await stack.registry.resolve_correction(console, Resolution(Decision.REJECTED, "duplicate", "s"))
     assert await notifier.notify_resolved(await stack.registry.get_correction(console))
-    assert len(await stack.outbox.messages_to("sms", "+84911222333")) == 1
+    assert await stack.outbox.messages_to("sms", "+84911222333") == []  # a typed number: never
 
-    no_contact = await _case(stack, "console", "agent:lan")
-    await stack.registry.resolve_correction(no_contact, Resolution(Decision.REJECTED, "duplicate", "s"))
-    assert await notifier.notify_resolved(await stack.registry.get_correction(no_contact))
-    assert len(await stack.outbox.messages_to("sms", "+84987654321")) == 1  # Cuong's registered phone
+    retired = await _case(stack, "sms", "+84911000999")  # filed from a number no longer on record
+    await _approve(stack, retired)
+    assert await notifier.notify_resolved(await stack.registry.get_correction(retired), "http://vax.test/c/t")
+    assert await stack.outbox.messages_to("sms", "+84911000999") == []
+    to_registered = await stack.outbox.messages_to("sms", "+84987654321")  # Cuong's registered phone
+    assert len(to_registered) == 3 and "http://vax.test/c/t" in _render(to_registered[-1])
 
 
 async def test_sweep_tells_cases_closed_without_notice_once(stack: Stack) -> None:

@@ -72,12 +72,18 @@ class CitizenMessenger:
         await _maybe_await(service.issue(person, doses))
         return True
 
-    async def telegram_chats(self, person_id: str) -> list[str]:
+    async def telegram_chats(self, person_id: str, registered_phone: str | None = None) -> list[str]:
+        """Chats bound to the person; with `registered_phone`, only those that phone proved."""
         conversations = getattr(self.state, "conversations", None)
         bindings = getattr(conversations, "bindings", None)
         if bindings is None:
             return []
-        chats = await _maybe_await(bindings.addresses_for_person(person_id, "telegram"))
+        if registered_phone is None:
+            chats = await _maybe_await(bindings.addresses_for_person(person_id, "telegram"))
+        else:
+            chats = await _maybe_await(
+                bindings.addresses_for_person(person_id, "telegram", registered_phone=registered_phone)
+            )
         return [str(c) for c in chats or []]
 
     # -- the three messages ------------------------------------------------------------------
@@ -91,7 +97,7 @@ class CitizenMessenger:
         if link is None:
             raise ServiceMissing("certificates")
         if channel == "telegram":
-            chats = await self.telegram_chats(person.id)
+            chats = await self.telegram_chats(person.id, person.registered_phone)
             if not chats:
                 raise NoAddress("no_telegram")
             addresses, shown = chats, "Telegram"

@@ -1,6 +1,9 @@
 """What a hotline agent does for a caller: find the person, send the certificate link, file a
-report on the caller's behalf, record a verified phone change. Every action is audited with the
-agent's name."""
+report on the caller's behalf, change the registered phone (effective only once the caller reads
+back a code sent to the new phone). Every action is audited with the agent's name.
+
+Nothing the agent types is ever an address for a link or an outcome: those go to the registry's
+registered phone or a chat bound to the person."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
+from conversations.phone_change import Confirmation, Requested, RequestRefused
+from conversations.phone_change import Outcome as ChangeOutcome
 from outbox.tables import OutboxRow
 from registry_client.errors import RecordNotFound
 from registry_client.identity import (
@@ -24,7 +29,6 @@ from registry_client.models import (
     AuditEntry,
     CaseKind,
     ClaimedDose,
-    ContactChange,
     CorrectionCase,
     CorrectionQuery,
     Dose,
@@ -187,12 +191,13 @@ async def file_report(console: Any, user: ConsoleUser, person_id: str, form: Rep
         claimed_date = parse_date_of_birth(form.claimed_date)
         if claimed_date is None:
             raise InputProblem("bad_claimed_date")
-    if form.contact == "other":
+    registered = person.registered_phone
+    if form.contact == "other":  # a call-back number for staff; no message or link goes there
         contact = normalize_phone(form.other_phone)
         if contact is None:
             raise InputProblem("bad_phone")
     else:
-        contact = person.registered_phone
+        contact = registered
         if contact is None:
             raise InputProblem("no_phone")
     case = await console.registry.submit_correction(
@@ -206,7 +211,7 @@ async def file_report(console: Any, user: ConsoleUser, person_id: str, form: Rep
                 form.lot.strip()[:40] or None,
             ),
             channel="console",
-            channel_address=contact,
+            channel_address=registered or "",
             person_id=person.id,
             contact_phone=contact,
             language=form.language if form.language in ("vi", "en") else "vi",
@@ -216,44 +221,103 @@ async def file_report(console: Any, user: ConsoleUser, person_id: str, form: Rep
     )
     await console.registry.audit(
         AuditEntry(
-            user.actor, "case.filed_for_caller", person.id, f"{case.ref}; outcome to {mask_phone(contact)}"
+            user.actor,
+            "case.filed_for_caller",
+            person.id,
+            f"{case.ref}; outcome to the registered phone"
+            + (f" {mask_phone(registered)}" if registered else " (none on record)")
+            + (f"; call-back {mask_phone(contact)}" if contact != registered else ""),
         )
     )
     return case
 
 
-async def change_phone(
-    console: Any, user: ConsoleUser, person_id: str, new_phone: str, retire_phone: str, evidence: str
-) -> Person:
+def _phone_changes(console: Any) -> Any:
+    changes = getattr(console.app_state, "phone_changes", None)
+    if changes is None:
+        raise InputProblem("phone_change_unavailable")
+    return changes
+
+
+async def request_phone_change(
+    console: Any, user: ConsoleUser, person_id: str, new_phone: str, language: str = "vi"
+) -> Requested:
+    """Step 1 of a phone change: a code goes by SMS to the NEW phone. Nothing changes yet."""
     person = await console.registry.get_person(person_id)
     e164 = normalize_phone(new_phone)
     if e164 is None:
         raise InputProblem("bad_phone")
-    evidence = evidence.strip()
-    if len(evidence) < 3:
-        raise InputProblem("evidence_required")
-    retire = None
-    if (
-        retire_phone.strip()
-    ):  # the position of the number among the current ones (the page never holds numbers)
-        phones = person.current_phones
-        if not retire_phone.strip().isdigit() or int(retire_phone) >= len(phones):
-            raise InputProblem("bad_retire_phone")
-        retire = phones[int(retire_phone)]
-    updated = await console.registry.update_contact(
-        person.id,
-        ContactChange(
-            add_phone=e164, remove_phone=retire, evidence=evidence[:300], actor=user.actor, verified=True
-        ),
-    )
+    try:
+        requested: Requested = await _phone_changes(console).request(person, e164, user.actor, language)
+    except RequestRefused as exc:
+        await console.registry.audit(
+            AuditEntry(user.actor, "contact.change_refused", person.id, f"{mask_phone(e164)}: {exc.key}")
+        )
+        raise InputProblem(f"phone_change_{exc.key}") from None
     await console.registry.audit(
         AuditEntry(
             user.actor,
-            "contact.change",
+            "contact.change_requested",
             person.id,
-            f"added {mask_phone(e164)}"
-            + (f", retired {mask_phone(retire)}" if retire else "")
-            + f"; {evidence[:100]}",
+            f"code sent to {mask_phone(e164)}; change {requested.change_id[:8]}",
         )
     )
-    return updated
+    return requested
+
+
+async def confirm_phone_change(
+    console: Any, user: ConsoleUser, change_id: str, code: str, language: str = "vi"
+) -> Confirmation:
+    """Step 2: the code the caller reads back. Right: the new phone is the registered one, every
+    binding the old phones proved ends, both numbers are told. Every try is audited."""
+    changes = _phone_changes(console)
+    row = await changes.pending(change_id)
+    person_id = row.person_id if row is not None else None
+    result: Confirmation = await changes.confirm(change_id, code, user.actor, language)
+    if result.outcome == ChangeOutcome.CONFIRMED:
+        detail = (
+            f"change {change_id[:8]} confirmed by the code from {mask_phone(row.new_phone) if row else '?'}"
+            + (f"; retired {', '.join(mask_phone(p) for p in result.retired)}" if result.retired else "")
+            + f"; {len(result.ended)} binding(s) ended"
+        )
+        await console.registry.audit(AuditEntry(user.actor, "contact.change", person_id, detail))
+    else:
+        await console.registry.audit(
+            AuditEntry(
+                user.actor,
+                "contact.change_code",
+                person_id,
+                f"change {change_id[:8]}: {result.outcome.value}"
+                + (f", {result.left} tries left" if result.outcome == ChangeOutcome.WRONG else ""),
+            )
+        )
+    return result
+
+
+# Flash message (web/console/i18n.py key) for each outcome of a code read back.
+PHONE_CHANGE_FLASH = {
+    ChangeOutcome.CONFIRMED: "phone_changed",
+    ChangeOutcome.WRONG: "phone_code_wrong",
+    ChangeOutcome.DEAD: "phone_change_dead",
+    ChangeOutcome.EXPIRED: "phone_change_expired",
+    ChangeOutcome.UNKNOWN: "phone_change_dead",
+    ChangeOutcome.ALREADY: "phone_changed",
+    ChangeOutcome.LIMITED: "phone_change_limited",
+}
+
+
+@dataclass(frozen=True)
+class PendingChange:
+    change_id: str
+    new_phone_masked: str
+
+
+async def pending_phone_change(console: Any, person_id: str, change_id: str) -> PendingChange | None:
+    """The open change `change_id` of this person (the person page then asks for the code)."""
+    changes = getattr(console.app_state, "phone_changes", None)
+    if not change_id or changes is None:
+        return None
+    row = await changes.pending(change_id)
+    if row is None or row.person_id != person_id or row.status != "pending":
+        return None
+    return PendingChange(row.id, mask_phone(row.new_phone))
