@@ -29,6 +29,7 @@ from registry_client.identity import mask_phone, normalize_phone
 from settings import Settings
 from sms_gateway import media
 from sms_gateway.twilio import read_twilio_form
+from sms_gateway.voice_calls import VoiceCalls
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["voice"])
@@ -44,6 +45,14 @@ CALLS = Counter("voice_calls_total", "Voice calls ended, by final status", ["sta
 CALL_SECONDS = Counter("voice_call_seconds_total", "Seconds of voice calls (CallDuration of ended calls)")
 HANDOVERS = Counter("voice_handovers_total", "Voice calls put through to the hotline")
 RECORDINGS = Counter("voice_recordings_total", "Spoken report descriptions, by outcome", ["outcome"])
+
+
+def voice_calls(request: Request) -> VoiceCalls:
+    state = request.app.state
+    calls: VoiceCalls | None = getattr(state, "voice_calls", None)
+    if calls is None:
+        calls = state.voice_calls = VoiceCalls(state.db_sessions)
+    return calls
 
 
 def _language(turn_language: str) -> str:
@@ -157,6 +166,7 @@ async def voice_call(request: Request) -> Response:
         duration = params.get("CallDuration", "")
         if duration.isdigit():
             CALL_SECONDS.inc(int(duration))
+        await voice_calls(request).ended(call_sid, status, int(duration) if duration.isdigit() else None)
         return Response(status_code=204)
     if request.query_params.get("recording") and params.get("RecordingUrl"):
         return await _recording(request, params, caller, call_sid)
@@ -171,6 +181,7 @@ async def voice_call(request: Request) -> Response:
         text = "*"  # nothing pressed: say it again
     else:
         text = ""  # the call starts
+        await voice_calls(request).started(call_sid, state.conversations.clock())
     inbound = Inbound(channel=Channel.VOICE, address=caller, text=text, session_key=call_sid[:100])
     try:
         turn = await state.conversations.handle(inbound)
@@ -179,5 +190,7 @@ async def voice_call(request: Request) -> Response:
         return _xml(_goodbye("vi", "common.error"))
     if silence == 1:
         turn.replies.insert(0, Reply(t(turn.language, "voice.silence")))
+    if turn.hand_over:
+        await voice_calls(request).handed_over(call_sid)
     return _xml(render(turn, settings, silence=silence))
 

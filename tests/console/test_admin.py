@@ -115,6 +115,7 @@ def test_dashboard_figures(console: Console) -> None:
     stats = re.findall(r'<span class="value">([^<]*)</span>', page)
     assert stats[:3] == ["1", "1", "1"]  # open, overdue, resolved in the window
     assert "giờ" in stats[3]  # median time to resolution
+    assert stats[4] == "0 / 0"  # voice calls served without an agent / calls (none in this test)
     assert re.search(r">HN001</a>.*?<td>1</td><td>1</td>", page, re.S)
     assert "67% gửi được · 33% xác nhận đã nhận" in page
     sms_row = re.search(r"<td>SMS</td>" + r"\s*<td>(\d+)</td>" * 5, page)

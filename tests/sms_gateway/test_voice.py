@@ -303,3 +303,31 @@ def test_the_voice_simulator_drives_a_call_to_the_doses(
     assert "🔊" in heard and "ngày 2 tháng 8 năm 2021" in heard  # the doses, read aloud
     assert "Xin lỗi, chúng tôi chưa nghe thấy phím nào." in heard  # Enter alone is silence
     assert "(call ended: hung up)" in heard  # silence twice ends the call
+
+
+def test_calls_served_without_an_agent_are_counted_for_the_dashboard(
+    make_client: Callable[..., TestClient],
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sms_gateway.voice_calls import VoiceCalls
+
+    client = make_client(twilio_auth_token=AUTH_TOKEN)
+    helped = Call(client, "+84901234567", "CA" + "5" * 32, AUTH_TOKEN)
+    helped.post()
+    assert helped.post(Digits="0").find("Dial") is not None  # put through to the hotline
+    alone = Call(client, "+84912345678", "CA" + "6" * 32, AUTH_TOKEN)
+    alone.post()
+    for call, seconds in ((helped, "95"), (alone, "45")):
+        params = {"CallSid": call.sid, "From": call.caller, "CallStatus": "completed", "CallDuration": seconds}
+        signature = RequestValidator(AUTH_TOKEN).compute_signature(PUBLIC + "/voice/twilio", params)
+        response = client.post(
+            "/voice/twilio", content=urlencode(params).encode(), headers={**FORM, "X-Twilio-Signature": signature}
+        )
+        assert response.status_code == 204
+    calls = VoiceCalls(client.app.state.db_sessions)  # type: ignore[attr-defined]
+    since = datetime.now(UTC) - timedelta(days=1)
+    figures = client.portal.call(calls.figures, since)  # type: ignore[union-attr]
+    assert (figures.calls, figures.handed_over, figures.served_without_agent, figures.minutes) == (2, 1, 1, 2.3)
+    metrics = client.get("/metrics").text
+    assert 'voice_calls_total{status="completed"}' in metrics and "voice_handovers_total" in metrics

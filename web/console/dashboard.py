@@ -1,5 +1,6 @@
 """The admin dashboard figures: reports received/resolved per day, median time to resolution,
-overdue reports per site, and outbound message delivery per channel (from the outbox)."""
+overdue reports per site, outbound message delivery per channel (from the outbox), and the voice
+line's calls (how many callers it served without an agent)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy import func, select
 from outbox.tables import OutboxRow
 from registry_client.clock import as_utc
 from registry_client.models import CorrectionQuery
+from sms_gateway.voice_calls import VoiceCalls, VoiceFigures
 from web.console.pages import LOCAL_TZ
 
 CASE_LIMIT = 5000
@@ -59,6 +61,7 @@ class Dashboard:
     median_resolution_hours: float | None
     sites: list[SiteOverdue]
     delivery: list[ChannelDelivery]
+    voice: VoiceFigures  # calls in the window, and how many the voice line served without an agent
     window_days: int
     truncated: bool
 
@@ -107,6 +110,7 @@ async def build_dashboard(console: Any, now: datetime, window_days: int = 14) ->
         median_resolution_hours=statistics.median(durations) if durations else None,
         sites=site_rows,
         delivery=await delivery_by_channel(console, as_utc(now) - timedelta(days=30)),
+        voice=await VoiceCalls(console.db_sessions).figures(as_utc(now) - timedelta(days=window_days)),
         window_days=window_days,
         truncated=len(cases) >= CASE_LIMIT,
     )
