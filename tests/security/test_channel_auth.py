@@ -15,7 +15,14 @@ what the attack would have obtained.
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import socket
 import stat
+import subprocess
+import sys
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
@@ -36,6 +43,7 @@ from tests.fakes.telegram_api import TelegramApiStandIn
 from tests.faults.conftest import demo_db  # noqa: F401 - shared fixture
 from tests.faults.service import AN, Service, base_settings, running
 
+ROOT = Path(__file__).resolve().parents[2]
 AN_NAME = "Nguyen Van An"
 PUBLIC = "https://vax.example.org"
 BOT_TOKEN = "7000000001:AAHk3dVaxChannelSecurityTokenQ9xYz"
@@ -306,3 +314,90 @@ async def test_metrics_carry_no_personal_data(service: Service) -> None:
     assert "http_requests_total" in metrics and 'route="/ussd"' in metrics
     for personal in (AN[0], AN[0][3:], AN[1], AN[2], AN_NAME, service.settings.resolved_gateway_token):
         assert personal not in metrics
+
+
+# -- the quick start: `python main.py`, then the simulators, with no setting at all ----------------
+def quick_start_env(tmp_path: Path, demo: Path) -> dict[str, str]:
+    """What a fresh checkout runs with: nothing configured but where the files go (and a free port)."""
+    shutil.copy(demo, tmp_path / "vax.db")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TELEGRAM_", "TWILIO_", "USSD_", "METRICS_", "PUBLIC_", "REDIS_"))
+    }
+    env.pop("SECRET_KEY", None)
+    env.update(
+        PORT=str(port), DATABASE_URL=f"sqlite:///{tmp_path / 'vax.db'}", DATA_DIR=str(tmp_path / "var")
+    )
+    return env
+
+
+def simulate(env: dict[str, str], *args: str, typed: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "main.py", "simulate", *args],
+        input=typed,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_quick_start_simulators_use_the_generated_token(tmp_path: Path, demo_template: Path) -> None:  # noqa: F811
+    env = quick_start_env(tmp_path, demo_template)
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "main.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{env['PORT']}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        banner = log.read_text()
+        token = (tmp_path / "var" / "gateway_token").read_text().strip()
+        assert token not in banner
+        assert re.search(r"USSD +: gateway token from DATA_DIR/gateway_token", banner), banner
+        assert re.search(r"SMS +: gateway token, as for USSD \(TWILIO_AUTH_TOKEN unset\)", banner)
+        assert re.search(r"Telegram +: disabled", banner)
+
+        # a stranger is refused ...
+        stranger = httpx.post(
+            f"http://127.0.0.1:{env['PORT']}/ussd", data={"sessionId": "x", "phoneNumber": AN[0], "text": ""}
+        )
+        assert stranger.status_code == 403
+        # ... the simulators, given nothing, find the token the way the service did
+        out = simulate(env, "ussd", "--phone", "+84901234567", typed=f"\n1\n{AN[1]}\n{AN[2]}\nq\n")
+        assert "HTTP 403" not in out and "Tiem chung COVID-19" in out and "Ma 6 so da gui" in out, out
+        assert re.search(r"SMS to \+84901234567: .*ma xac thuc \d{6}", out), out
+        out = simulate(env, "sms", "--phone", "+84912345678", typed="HD\nq\n")
+        assert "HTTP 403" not in out and "  ← " in out and "MUI" in out, out
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
+def test_quick_start_telegram_simulator_uses_the_generated_secret(
+    tmp_path: Path,
+    demo_template: Path,  # noqa: F811
+) -> None:
+    env = quick_start_env(tmp_path, demo_template)
+    out = simulate(env, "telegram", "--phone", "0901234567", typed="/start\n!quit\n")
+    assert "🤖 Chào bạn!" in out, out
+    secret = (tmp_path / "var" / "telegram_webhook_secret").read_text().strip()
+    assert stat.S_IMODE((tmp_path / "var" / "telegram_webhook_secret").stat().st_mode) == 0o600
+    service_log = (tmp_path / "var" / "simulator" / "telegram-service.log").read_text()
+    assert secret not in service_log + out
+    assert re.search(r"Telegram +: webhook with secret from DATA_DIR/telegram_webhook_secret", service_log)
