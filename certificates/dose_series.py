@@ -209,3 +209,8 @@ def _same_dose(a: DoseLike, b: DoseLike) -> bool:
         and a.product.strip().lower() == b.product.strip().lower()
         and a.administered_on == b.administered_on
     )
+
+
+def next_dose_number(doses: Sequence[DoseLike]) -> int:
+    """The number the next dose takes on this record (what an approval form suggests)."""
+    return max((d.dose_number for d in doses), default=0) + 1

@@ -230,7 +230,7 @@ async def resolve(request: Request, ref: str, body: ResolveBody, user: ApiUser) 
                 if body.dose is not None
                 else None
             )
-            outcome = await casework.approve(console, user, ref, dose, body.note)
+            outcome = await casework.approve(console, user, ref, dose, body.note, body.override)
         else:
             outcome = await casework.reject(console, user, ref, body.note)
     except InputProblem as exc:
@@ -249,3 +249,27 @@ async def resolve(request: Request, ref: str, body: ResolveBody, user: ApiUser) 
             "correction": case_json(case, console.today()),
         }
     )
+    override: str | None = Field(
+        default=None,
+        max_length=500,
+        description="The reason to record a dose that leaves a gap, reuses a dose number or date, or is "
+        "dated before its predecessor; without it such an approval answers 409 with the problems.",
+    )
+    except casework.SequenceNeedsOverride as exc:
+        return JSONResponse(
+            {
+                "detail": "dose_sequence",
+                "reason": str(exc),
+                "problems": [
+                    {
+                        "kind": p.kind,
+                        "dose_number": p.dose_number,
+                        "detail": list(p.detail),
+                        "text": p.describe(),
+                    }
+                    for p in exc.problems
+                ],
+                "override": 'send the request again with "override": "<the reason>" to record it anyway',
+            },
+            status_code=409,
+        )

@@ -5,10 +5,13 @@ pages and the JSON API, permissions included."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from certificates.dose_series import SequenceProblem, next_dose_number, problems_added_by
+from certificates.protocols import DoseLike
 from registry_client.errors import InvalidRequest
 from registry_client.models import (
     AuditEntry,
@@ -39,6 +42,19 @@ class DoseInput:
     lot: str | None
     administered_on: str | date | None
     site_code: str | None
+
+
+class SequenceNeedsOverride(Exception):
+    """The dose would leave a gap, reuse a number or date, or come before its predecessor
+    (certificates.dose_series); approving it anyway takes an explicit reason."""
+
+    def __init__(self, problems: tuple[SequenceProblem, ...], dose: NewDose) -> None:
+        super().__init__("; ".join(p.describe() for p in problems))
+        self.problems = problems
+        self.dose = dose
+
+
+MIN_OVERRIDE_REASON = 5
 
 
 @dataclass(frozen=True)
@@ -124,7 +140,41 @@ async def start_review(console: Any, user: ConsoleUser, ref: str) -> CorrectionC
     return reviewed
 
 
-async def approve(console: Any, user: ConsoleUser, ref: str, dose: DoseInput | None, note: str) -> Outcome:
+async def _sequence_check(
+    console: Any, user: ConsoleUser, case: CorrectionCase, new_dose: NewDose, override: str | None
+) -> str | None:
+    """Problems the dose brings into the record: refused without an override reason; with one,
+    audited and written into the resolution note (shown on the case). Answers the note's addition."""
+    if case.person_id is None:
+        return None
+    existing = await console.registry.list_doses(case.person_id)
+    problems = problems_added_by(existing, new_dose, replaces_same_number=case.kind == CaseKind.WRONG_DOSE)
+    if not problems:
+        return None
+    reason = " ".join((override or "").split())[:500]
+    if len(reason) < MIN_OVERRIDE_REASON:
+        if override:
+            raise InputProblem("override_reason_short")
+        raise SequenceNeedsOverride(problems, new_dose)
+    described = "; ".join(p.describe() for p in problems)
+    await console.registry.audit(
+        AuditEntry(
+            user.actor, "dose.sequence_override", case.person_id, f"{case.ref}: {described}; reason: {reason}"
+        )
+    )
+    return f"Sequence override ({described}): {reason}"
+
+
+async def approve(
+    console: Any,
+    user: ConsoleUser,
+    ref: str,
+    dose: DoseInput | None,
+    note: str,
+    override: str | None = None,
+) -> Outcome:
+    """Approves a report. A dose that breaks the sequence raises SequenceNeedsOverride unless
+    `override` gives the reason (a few words at least), which is audited and kept on the case."""
     case = await load_case(console, user, ref)
     if not can_resolve_case(user, case):
         raise Denied("cannot_resolve")
@@ -134,6 +184,10 @@ async def approve(console: Any, user: ConsoleUser, ref: str, dose: DoseInput | N
     if new_dose is None and case.kind in DOSE_KINDS:
         raise InputProblem("dose_required")
     note = (note or "").strip()[:1000]
+    if new_dose is not None:
+        overridden = await _sequence_check(console, user, case, new_dose, override)
+        if overridden:
+            note = f"{note}\n{overridden}" if note else overridden
     resolved = await console.registry.resolve_correction(
         case.ref, Resolution(Decision.APPROVED, note, user.actor, new_dose)
     )
@@ -207,6 +261,15 @@ def _dose_number(case: CorrectionCase) -> int | None:
     return case.doses_concerned.dose_numbers()[0]
 
 
+def suggested_dose_number(case: CorrectionCase, doses: Sequence[DoseLike]) -> int | str:
+    """What the approval form proposes: a booster is the next number on record (never a number
+    that leaves a gap); dose 1 or 2 as reported; nothing for "both"."""
+    if case.doses_concerned == DosesConcerned.BOOSTER:
+        return next_dose_number(doses)
+    number = _dose_number(case)
+    return number if number is not None else ""
+
+
 def batch_mismatch(case: CorrectionCase, vaccine_code: str, administered_on: date) -> str | None:
     """Why a report does not match the batch (i18n key), or None when it does."""
     if case.kind not in DOSE_KINDS:
@@ -245,8 +308,9 @@ async def bulk_approve(
         if reason is not None:
             results.append(BulkItem(ref, False, reason))
             continue
+        on_record = await console.registry.list_doses(case.person_id) if case.person_id else []
         dose = DoseInput(
-            _dose_number(case),
+            suggested_dose_number(case, on_record),
             template.product,
             template.lot or case.claimed.lot,
             template.administered_on,
@@ -254,6 +318,9 @@ async def bulk_approve(
         )
         try:
             await approve(console, user, ref, dose, note or "bulk")
+        except SequenceNeedsOverride:  # a dose out of sequence is approved one by one, with a reason
+            results.append(BulkItem(ref, False, "sequence_needs_override"))
+            continue
         except (InvalidRequest, InputProblem, Denied) as exc:
             results.append(BulkItem(ref, False, getattr(exc, "key", None) or str(exc) or "refused"))
             continue

@@ -9,6 +9,7 @@ from fastapi import File, Form, UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from certificates.dose_series import next_dose_number
 from registry_client.errors import InvalidRequest
 from registry_client.models import OPEN_STATUSES, AuditEntry, CaseKind, CaseStatus, CorrectionQuery
 from registry_client.vaccines import PRODUCTS, lookup_product
@@ -116,9 +117,7 @@ async def case_page(request: Request, info: AnyUser, ref: str) -> Response:
             "sites": await console.registry.list_sites(),
             "products": PRODUCTS,
             "claimed_product": claimed_product.code if claimed_product else "",
-            "default_dose_number": case.doses_concerned.dose_numbers()[0]
-            if case.doses_concerned and len(case.doses_concerned.dose_numbers()) == 1
-            else "",
+            "default_dose_number": casework.suggested_dose_number(case, doses),
             "default_site": case.site_code or "",
             "escalations": (await escalated_refs(console, [case.ref])).get(case.ref, 0),
         },
@@ -160,11 +159,30 @@ async def approve(
     site_code: str = Form(""),
     note: str = Form(""),
     record_dose: str = Form("no"),
+    override: str = Form(""),
 ) -> Response:
     console = request.app.state.console
     dose = DoseInput(dose_number, vaccine, lot, administered_on, site_code) if record_dose == "yes" else None
     try:
-        outcome = await casework.approve(console, info.user, ref, dose, note)
+        outcome = await casework.approve(console, info.user, ref, dose, note, override or None)
+    except casework.SequenceNeedsOverride as exc:  # the confirmation step: the same dose, plus a reason
+        fields = {
+            "dose_number": dose_number,
+            "vaccine": vaccine,
+            "lot": lot,
+            "administered_on": administered_on,
+            "site_code": site_code,
+            "note": note,
+        }
+        case = await casework.load_case(console, info.user, ref)
+        doses = await console.registry.list_doses(case.person_id) if case.person_id else []
+        context = {
+            "ref": case.ref,
+            "problems": exc.problems,
+            "fields": fields,
+            "next_number": next_dose_number(doses),
+        }
+        return render(request, "console/approve_confirm.html", context, status_code=409)
     except (InputProblem, InvalidRequest) as exc:
         return _refused(console, ref, exc)
     key = "approved_told" if outcome.citizen_told else "approved_not_told"
