@@ -101,6 +101,7 @@ class FhirRegistry:
         self._site_ttl = site_cache_seconds
         self._sites: dict[str, SiteRecord] = {}
         self._site_refs: dict[str, str] = {}  # "Location/…" / "Organization/…" → site code
+        self._not_sites: set[str] = set()  # references found to be no site at the last load
         self._sites_loaded_at: float | None = None
 
     @classmethod
@@ -234,10 +235,15 @@ class FhirRegistry:
         return found
 
     async def _known_site_refs(self, resources: Sequence[Json]) -> dict[str, str]:
-        """References → site codes, reloading the directory when stale or when a reference is new."""
+        """References → site codes, reloading the directory when stale or when a reference is new
+        (a reference to something that is no site, e.g. the registry's own department, is
+        remembered until the next reload instead of causing one per call)."""
         stale = self._sites_loaded_at is None or time.monotonic() - self._sites_loaded_at > self._site_ttl
-        if stale or sites.unresolved_references(resources, self._site_system, self._site_refs):
+        unknown = sites.unresolved_references(resources, self._site_system, self._site_refs)
+        if stale or unknown - self._not_sites:
             await self._load_sites()
+            still = sites.unresolved_references(resources, self._site_system, self._site_refs)
+            self._not_sites = still if stale else self._not_sites | still
         return self._site_refs
 
     async def _site_names(self, site_codes: set[str]) -> dict[str, str]:

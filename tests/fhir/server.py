@@ -126,6 +126,10 @@ class FhirTestServer:
         """Every resource body a client POSTed or PUT since the last reset (or clear)."""
         return list(self._admin("written?clear=1" if clear else "written", method="POST")["written"])
 
+    def requests(self, clear: bool = False) -> dict[str, int]:
+        """FHIR requests since the last reset (or clear), by "METHOD ResourceType"."""
+        return dict(self._admin("requests?clear=1" if clear else "requests", method="POST")["requests"])
+
     def register_smart_client(self, client_id: str, jwks: dict[str, Any], scope: str = "system/*.*") -> None:
         """The registry's record of a SMART backend client: its public keys and allowed scopes."""
         self._admin("smart/client", json={"client_id": client_id, "jwks": jwks, "scope": scope})

@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from app import create_app
 from registry_client.fhir import codes
 from registry_client.fhir.registry import FhirRegistry
-from registry_client.models import CorrectionQuery, Decision, Resolution
+from registry_client.models import CaseStatus, CorrectionQuery, Decision, Resolution
 from settings import Settings
 from sms_gateway.simulator import UssdPhone
 from tests.fhir.r4_validation import assert_valid_r4
@@ -289,3 +289,22 @@ def test_correction_loop_on_a_foreign_registry(
     written = registry_server.written()
     assert {r["resourceType"] for r in written} >= {"Task", "Immunization", "Communication", "AuditEvent"}
     assert_valid_r4(written)
+
+
+async def test_a_task_owned_by_something_that_is_no_site_is_hotline_and_costs_no_reloads(
+    registry_server: FhirTestServer, foreign: FhirRegistry
+) -> None:
+    """The registry's staff hand a Task to their own department (an Organization without a site code)."""
+    binh = await foreign.find_person("048190001234", date(1990, 4, 12))
+    case = await foreign.submit_correction(missing_dose_report(binh.id, site="DN001"))
+    with registry_server.client() as http:
+        task = http.get("Task", params={"identifier": f"{codes.CASE_REF}|{case.ref}"}).json()["entry"][0]["resource"]
+        task["owner"] = {"reference": "Organization/org-moh"}
+        assert http.put(f"Task/{task['id']}", json=task).status_code == 200
+    assert (await foreign.get_correction(case.ref)).site_code is None
+    registry_server.requests(clear=True)
+    for _ in range(3):
+        await foreign.get_correction(case.ref)
+        await foreign.list_corrections(CorrectionQuery(statuses=frozenset({CaseStatus.ROUTED})))
+    counted = registry_server.requests()
+    assert counted.get("GET Organization", 0) == 0 and counted.get("GET Location", 0) == 0, counted

@@ -30,6 +30,7 @@
 // - test knobs under /__admin: POST reset (empty the store, no delay, no failure), POST delay?ms=N[&method=POST][&type=Task] (slow answers),
 //   POST fail?status=503|409|reset&count=N[&method=PUT] (the next N answers fail that way),
 //   POST written?clear=1 / GET written (every resource body a client POSTed or PUT, for validation),
+//   POST requests?clear=1 / GET requests (FHIR requests counted by method and resource type),
 //   /__admin/smart/… (smart-auth.mjs: register a client, revoke tokens, token lifetime, counters).
 
 import { createServer } from 'node:http';
@@ -66,6 +67,7 @@ if (!AUTHS.length && process.env.FHIR_SERVER_AUTH) AUTHS.push(process.env.FHIR_S
 const DATA_FILE = option('data-file', '');
 const smart = new SmartAuth({ required: process.argv.includes('--smart') || process.env.FHIR_SERVER_SMART === '1' });
 let written = []; // resource bodies clients POSTed or PUT since the last reset (GET /__admin/written)
+let counts = {}; // "GET Location" → FHIR requests since the last reset (GET /__admin/requests)
 let delay = { ms: Number(option('delay-ms', '0')), method: '', type: '' }; // POST /__admin/delay
 let injected = { status: 0, count: 0, method: '' }; // POST /__admin/fail: the next N answers fail
 
@@ -317,8 +319,14 @@ async function admin(req, res, path, url) {
     delay = { ms: 0, method: '', type: '' };
     injected = { status: 0, count: 0, method: '' };
     written = [];
+    counts = {};
     smart.reset();
     return send(res, 200, { reset: true });
+  }
+  if (path === '/__admin/requests') {
+    const all = counts;
+    if (req.method === 'POST' && url.searchParams.get('clear')) counts = {};
+    return send(res, 200, { requests: all });
   }
   if (path === '/__admin/written') {
     const all = written;
@@ -390,6 +398,7 @@ async function handle(req, res) {
   }
 
   const body = await readBody(req); // the whole request is in before any delay: slow processing, not a slow client
+  counts[`${method} ${resourceType}`] = (counts[`${method} ${resourceType}`] ?? 0) + 1;
   if (delay.ms > 0 && (!delay.method || delay.method === method) && (!delay.type || delay.type === resourceType)) {
     await new Promise((r) => setTimeout(r, delay.ms));
   }
