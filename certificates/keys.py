@@ -45,6 +45,7 @@ _EKU_TYPES = {
     for arc in ("", "0.")
     for n, kind in ((1, "t"), (2, "v"), (3, "r"))
 }
+RSA_SIGNER_BITS = 2048  # HCERT §3.3.2 (older 3072-bit signers keep verifying)
 SIGNER_VALIDITY = timedelta(days=2 * 365)  # how long a key may sign (plus certificate validity)
 
 
@@ -155,7 +156,8 @@ def _self_signed(key: PrivateKey, alg: Algorithm, now: datetime, validity_days: 
 
 def generate_private_key(alg: Algorithm) -> PrivateKey:
     if alg == "PS256":
-        return rsa.generate_private_key(public_exponent=65537, key_size=3072)
+        # HCERT §3.3.2: RSASSA-PSS with a 2048-bit modulus; verifiers size buffers for it
+        return rsa.generate_private_key(public_exponent=65537, key_size=RSA_SIGNER_BITS)
     return ec.generate_private_key(ec.SECP256R1())
 
 

@@ -4,7 +4,9 @@ Codes checked against ehn-dcc-development/eu-dcc-valuesets: `vaccine-medicinal-p
 (mp), `vaccine-mah-manf.json` (ma), `vaccine-prophylaxis.json` (vp) and the encoding
 instructions (`vaccine-encoding-instructions.json`) that pair a product with its manufacturer
 and SNOMED CT type. Where the instructions list a specific SNOMED code, it is used; products
-listed with only the generic ATC code `J07BX03` keep that code.
+listed with only the generic code (Abdala) carry the SNOMED CT `28531000087107` "COVID-19
+vaccine" — the ATC code `J07BX03` is inactive in the value set and is never written.
+tests/certificates/test_valuesets.py checks every code in use against the value sets' flags.
 
 `series_doses` is the length of the primary series (the `sd` of a primary dose; boosters
 carry sd = dn, per the eHealth Network dose-numbering guidance).
@@ -22,7 +24,8 @@ ANTIGEN = "1119305005"  # SARS-CoV-2 antigen vaccine
 VIRAL_VECTOR = "29061000087103"  # COVID-19 non-replicating viral vector vaccine
 INACTIVATED = "1157024006"  # Inactivated whole SARS-CoV-2 antigen vaccine
 RECOMBINANT_SPIKE = "1162643001"  # SARS-CoV-2 recombinant spike protein antigen vaccine
-ATC_COVID19 = "J07BX03"  # covid-19 vaccines (ATC; the generic code)
+COVID19_VACCINE = "28531000087107"  # COVID-19 vaccine (SNOMED CT; the generic code in use)
+ATC_COVID19 = "J07BX03"  # covid-19 vaccines (ATC): deprecated in the value set, never written
 
 PROPHYLAXIS = {
     MRNA: "SARS-CoV-2 mRNA vaccine",
@@ -30,7 +33,8 @@ PROPHYLAXIS = {
     VIRAL_VECTOR: "COVID-19 non-replicating viral vector vaccine",
     INACTIVATED: "Inactivated whole SARS-CoV-2 antigen vaccine",
     RECOMBINANT_SPIKE: "SARS-CoV-2 recombinant spike protein antigen vaccine",
-    ATC_COVID19: "covid-19 vaccines",
+    COVID19_VACCINE: "COVID-19 vaccine",
+    ATC_COVID19: "covid-19 vaccines (deprecated)",
 }
 
 # ma — vaccine-mah-manf
@@ -74,7 +78,7 @@ PRODUCTS: tuple[VaccineProduct, ...] = (
     VaccineProduct("CoronaVac", "CoronaVac", "Sinovac-Biotech", INACTIVATED, 2),
     VaccineProduct("Covaxin", "Covaxin", "Bharat-Biotech", INACTIVATED, 2),
     VaccineProduct("Hayat-Vax", "Hayat-Vax", "ORG-100023050", INACTIVATED, 2),
-    VaccineProduct("Abdala", "Abdala", "CIGB", ATC_COVID19, 3),
+    VaccineProduct("Abdala", "Abdala", "CIGB", COVID19_VACCINE, 3),
 )
 
 _BY_CODE = {p.code.lower(): p for p in PRODUCTS}
