@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cert = sub.add_parser("certificate", help="issue a person's certificate (prints the HC1 string)")
     cert.add_argument("national_id")
-    cert.add_argument("date_of_birth", help="YYYY-MM-DD")
+    cert.add_argument("date_of_birth", help="DDMMYYYY or YYYY-MM-DD")
     cert.add_argument("--png", default=None, help="also write the QR code PNG here")
     cert.set_defaults(func=_certificate)
 

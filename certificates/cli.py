@@ -7,10 +7,11 @@ lives in `web/certificate_cli.py`.
 
 from __future__ import annotations
 
+import base64
 import sys
 from pathlib import Path
 
-from certificates.keys import DocumentSignerStore, KeyFileError, TrustStore
+from certificates.keys import DocumentSignerStore, KeyFileError, TrustStore, kid_of, load_certificate
 from settings import Settings
 
 
@@ -42,6 +43,20 @@ def trust_cli(settings: Settings, action: str, file: str | None) -> int:
             data = Path(file).read_bytes()
         except OSError as exc:
             print(f"Cannot read {file}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        own = DocumentSignerStore(settings.data_dir, settings.cert_signing_alg, settings.cert_validity_days)
+        try:
+            candidate = load_certificate(data)
+        except KeyFileError as exc:
+            print(f"{file} was not added: {exc}", file=sys.stderr)
+            return 1
+        if own.by_kid(kid_of(candidate)):
+            print(
+                f"{file} was not added: it is this service's own document-signer certificate "
+                "(kid " + base64.b64encode(kid_of(candidate)).decode() + "). Own keys are verified "
+                "already; the trust list is for other issuers' signers.",
+                file=sys.stderr,
+            )
             return 1
         try:
             key = trust.add(data)

@@ -117,3 +117,38 @@ def test_a_running_service_notices_keys_rotated_by_another_process(tmp_path: Pat
     assert running.current().kid == rotated.kid != before.kid
     assert [k.kid for k in running.live()] == [rotated.kid, before.kid]
     assert running.by_kid(before.kid) and running.by_kid(rotated.kid)
+
+
+def test_certificate_command_takes_ddmmyyyy_like_every_channel(
+    environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["certificate", AN.national_id, AN.date_of_birth.isoformat()]) == 0
+    iso = capsys.readouterr().out.strip()
+    assert main(["certificate", AN.national_id, AN.date_of_birth.strftime("%d%m%Y")]) == 0
+    assert capsys.readouterr().out.strip() == iso
+    assert main(["certificate", AN.national_id, "31021985"]) == 1  # no such day
+    assert "DDMMYYYY" in capsys.readouterr().err
+
+
+def test_certificate_command_says_when_the_stored_certificate_has_an_old_key(
+    environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["certificate", AN.national_id, AN.date_of_birth.isoformat()]) == 0
+    first, err = capsys.readouterr()
+    assert "no longer signs" not in err
+    assert main(["keys", "rotate"]) == 0
+    capsys.readouterr()
+    assert main(["certificate", AN.national_id, AN.date_of_birth.isoformat()]) == 0
+    again, err = capsys.readouterr()
+    assert again == first and "no longer signs new certificates" in err
+
+
+def test_trust_add_refuses_our_own_signer(environment: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    own = DocumentSignerStore(environment, "ES256", 365).current()
+    pem = environment / "own.pem"
+    pem.write_text(own.certificate_pem)
+    assert main(["trust", "add", str(pem)]) == 1
+    err = capsys.readouterr().err
+    assert "own document-signer certificate" in err and own.kid_b64 in err
+    assert main(["trust", "list"]) == 0
+    assert "empty" in capsys.readouterr().out
