@@ -270,29 +270,25 @@ class FhirRegistry:
                 if_none_exist=f"identifier={self._site_system}|{escape_value(site.code)}",
             )
             if not created:
-                await self._update_site("Location", stored.id, site, first=stored)
+                await self._update_location(stored.id, site, first=stored)
         elif existing.location_id is not None:
-            await self._update_site("Location", existing.location_id, site)
-        elif existing.organization_id is not None:
-            await self._update_site("Organization", existing.organization_id, site)
+            await self._update_location(existing.location_id, site)
+        else:  # only the registry's Organization: its record, not ours to rename
+            return existing.site
         record = await self._site_record(site.code)
         if record is None:
             raise Conflict(f"site {site.code} vanished while we stored it; try again")
         return record.site
 
-    async def _update_site(
-        self, resource_type: str, resource_id: str, site: Site, first: Versioned | None = None
-    ) -> Json:
+    async def _update_location(self, location_id: str, site: Site, first: Versioned | None = None) -> Json:
         loaded = [first] if first is not None else []
 
         async def load() -> Versioned:
             if loaded:
                 return loaded.pop()
-            return await self._http.read(resource_type, resource_id)
+            return await self._http.read("Location", location_id)
 
         async def apply(resource: Json) -> Json:
-            if resource_type == "Organization":
-                return sites.organization_resource(site, resource)
             return sites.location_resource(site, self._site_system, resource)
 
         return await self._update(load, apply)

@@ -9,7 +9,8 @@ code under the registry's site identifier system (FHIR_IDENTIFIER_SYSTEM_SITE).
 
 A registry may hold a site as an Organization (who vaccinates) plus a Location (where), linked by
 Location.managingOrganization, or as only one of the two. Both found under the same code are one
-site. A site this service creates is a Location.
+site. A site this service creates is a Location; it renames a Location it finds, never the
+registry's Organization.
 
 Immunizations name their site by `location` (a Location) and/or `performer.actor` (an Organization),
 each by reference or by identifier. A Task belongs to a site through `owner`: the Organization when
@@ -133,11 +134,6 @@ def location_resource(site: Site, system: str, existing: Json | None = None) -> 
     if province:
         location["address"] = {**(location.get("address") or {}), "state": province, "country": "VN"}
     return location
-
-
-def organization_resource(site: Site, existing: Json) -> Json:
-    """An existing Organization renamed (its identifiers, addresses and the rest kept)."""
-    return {**existing, "name": site.name}
 
 
 # -- reading references ---------------------------------------------------------------------------------

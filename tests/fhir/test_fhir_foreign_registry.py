@@ -166,6 +166,11 @@ def test_create_user_for_a_registry_site_is_checked_not_warned(
     monkeypatch.setattr(sys, "stdin", io.StringIO(PASSWORD + "\n"))
     assert create_user_cli(settings, "tam", "site", "DN999", True) == 1
     assert "unknown site DN999" in capsys.readouterr().err
+    # the site system left at the default: no site is found, and the warning says where to look
+    default = foreign_settings(registry_server, tmp_path, fhir_identifier_system_site=Settings().fhir_identifier_system_site)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(PASSWORD + "\n"))
+    assert create_user_cli(default, "hai", "site", "DN001", True) == 0
+    assert "see FHIR_IDENTIFIER_SYSTEM_SITE" in capsys.readouterr().err
 
 
 def test_registry_check_lists_sites_and_systems(

@@ -194,7 +194,11 @@ async def _site_warning(settings: object, engine: object, site_code: str) -> str
         if sites:
             known = ", ".join(s.code for s in sites[:20])
             raise UserError(f"unknown site {site_code} (known: {known})") from None
-        return f"warning: the registry has no sites yet; {site_code} is not checked"
+        hint = ""
+        if getattr(settings, "registry_backend", "") == "fhir":
+            system = getattr(settings, "fhir_identifier_system_site", "")
+            hint = f" (no Location or Organization with an identifier under {system}; see FHIR_IDENTIFIER_SYSTEM_SITE)"
+        return f"warning: the registry has no sites yet{hint}; {site_code} is not checked"
     except RegistryError as exc:
         return f"warning: could not check site {site_code}: {exc}"
     finally:
