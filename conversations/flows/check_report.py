@@ -4,6 +4,7 @@ shown only to the channel identity it came from or to someone bound to its perso
 from __future__ import annotations
 
 from conversations.context import Context
+from conversations.model import Channel
 from conversations.flows.report import site_name
 from conversations.text import ddmmyyyy
 from registry_client.errors import RecordNotFound
@@ -12,6 +13,30 @@ from registry_client.refs import parse_case_ref
 from registry_client.resilience import reset_stale_marker, served_stale_age
 
 NAME = "check"
+# A voice caller types a reference on the keypad: each letter by its key (A, B, C → 2 …)
+_KEYPAD = {
+    c: d
+    for d, letters in {
+        "2": "ABC",
+        "3": "DEF",
+        "4": "GHI",
+        "5": "JKL",
+        "6": "MNO",
+        "7": "PQRS",
+        "8": "TUV",
+        "9": "WXYZ",
+    }.items()
+    for c in letters
+}
+
+
+def keypad_digits(ref: str) -> str:
+    """`PA-CKGA-RP` → `72254277` (P→7, A→2, C→2, K→5, G→4, A→2, R→7, P→7)."""
+    return "".join(_KEYPAD.get(c, c) for c in ref.upper() if c.isalnum())
+
+
+def _ask_ref_key(ctx: Context) -> str:
+    return "check.ask_ref_keypad" if ctx.channel == Channel.VOICE else "check.ask_ref"
 
 
 async def begin(ctx: Context, argument: str | None) -> None:
@@ -47,20 +72,36 @@ async def begin_for_person(ctx: Context) -> None:
     lines = [ctx.t("check.list_title")] if cases else [ctx.t("check.none_open")]
     for case in cases:
         lines.append(await _describe(ctx, case))
-    lines.append(ctx.t("check.ask_ref"))
+    lines.append(ctx.t(_ask_ref_key(ctx)))
     ctx.ask(_with_age(ctx, "\n".join(lines)))
 
 
 async def prompt(ctx: Context, step: str) -> None:
-    ctx.ask(ctx.t("check.ask_ref"))
+    ctx.ask(ctx.t(_ask_ref_key(ctx)))
 
 
 async def handle(ctx: Context, step: str, text: str) -> None:
     await show_ref(ctx, text)
 
 
+async def _ref_by_keypad(ctx: Context, typed: str) -> str | None:
+    """The reference of one of the caller's own reports whose keypad digits were typed (with or
+    without the `PA` prefix); never a lookup among other people's reports."""
+    digits = "".join(c for c in typed if c.isdigit())
+    if len(digits) < 6:
+        return None
+    for person_id in await ctx.bound_persons():
+        for case in await ctx.registry.list_corrections(CorrectionQuery(person_id=person_id, limit=50)):
+            full = keypad_digits(case.ref)
+            if digits in (full, full[2:]):
+                return case.ref
+    return None
+
+
 async def show_ref(ctx: Context, text: str) -> None:
     ref = parse_case_ref(text)
+    if ref is None and ctx.channel == Channel.VOICE:
+        ref = await _ref_by_keypad(ctx, text)
     if ref is None:
         ctx.start_flow(NAME, "ref")
         ctx.ask(ctx.t("check.bad_ref"))

@@ -136,6 +136,7 @@ MESSAGES: dict[str, str] = {
     "attach.rejected": "The file was not accepted ({reason}). Send a JPG/PNG photo or a PDF under 10 MB.",
     "attach.rejected_photo": "The file was not accepted ({reason}). Send a JPG or PNG photo under 10 MB.",
     "attach.failed": "The photo could not be attached right now. Please try again later.",
+    "check.ask_ref_keypad": "Type the report reference on the keypad, each letter by its key (A, B, C are key 2); for example PA-7K3D-9Q is 7 2 7 5 3 3 9 7:",
     "check.ask_ref": "Enter the report reference (e.g. PA-7K3D-9Q):",
     "check.bad_ref": "That reference is not valid. Enter it again (e.g. PA-7K3D-9Q):",
     "check.not_found": "No report {ref} found for you.",

@@ -143,6 +143,7 @@ MESSAGES: dict[str, str] = {
     "attach.rejected_photo": "Không nhận được tệp ({reason}). Gửi ảnh JPG hoặc PNG dưới 10 MB.",
     "attach.failed": "Chưa đính kèm được ảnh lúc này. Vui lòng thử lại sau.",
     # check a report
+    "check.ask_ref_keypad": "Nhập mã phản ánh trên bàn phím, mỗi chữ cái bằng phím của nó (A, B, C là phím 2), ví dụ PA-7K3D-9Q là 7 2 7 5 3 3 9 7:",
     "check.ask_ref": "Nhập mã phản ánh (vd PA-7K3D-9Q):",
     "check.bad_ref": "Mã phản ánh không đúng. Nhập lại (vd PA-7K3D-9Q):",
     "check.not_found": "Không tìm thấy phản ánh {ref} của bạn.",

@@ -268,6 +268,18 @@ def test_a_report_filed_by_voice_is_resolved_from_the_console_and_the_caller_tol
     told = stand_in.wait_for(to="+84912345678", contains="khong duoc duyet", timeout=10)
     assert ref_text in told.body and "bring the card" in told.body
 
+    # the caller checks the report by keypad later: letters by their key (P→7, A→2, …)
+    from conversations.flows.check_report import keypad_digits
+
+    later = Call(client, "+84912345678", "CA" + "7" * 32, stand_in.auth_token)
+    later.post()
+    assert "bàn phím" in later.press("4")
+    state = later.press(keypad_digits(ref_text))
+    assert "không được duyệt" in state and "bring the card" in state
+    later.post()  # a new call: a wrong reference is not found
+    later.press("4")
+    assert "Mã phản ánh không đúng" in later.press("72000000")  # not one of the caller's reports
+
 
 def test_the_voice_simulator_drives_a_call_to_the_doses(
     make_client: Callable[..., TestClient], stand_in: TwilioStandIn
