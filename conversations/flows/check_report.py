@@ -4,8 +4,8 @@ shown only to the channel identity it came from or to someone bound to its perso
 from __future__ import annotations
 
 from conversations.context import Context
-from conversations.model import Channel
 from conversations.flows.report import site_name
+from conversations.model import Channel
 from conversations.text import ddmmyyyy
 from registry_client.errors import RecordNotFound
 from registry_client.models import OPEN_STATUSES, CaseStatus, CorrectionCase, CorrectionQuery
