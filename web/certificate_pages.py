@@ -185,8 +185,47 @@ def parse_instant(value: object) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-@router.post("/api/verify")
+VERIFY_REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["hc1"],
+    "properties": {
+        "hc1": {
+            "type": "string",
+            "description": "the certificate text, starting with HC1:",
+            "maxLength": 8000,
+        },
+        "at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "optional ISO 8601 instant to validate at (default: now)",
+        },
+    },
+}
+_PROBLEM = {"application/json": {"schema": {"type": "object", "properties": {"detail": {"type": "string"}}}}}
+VERIFY_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": VERIFY_REQUEST_SCHEMA}},
+        "description": "JSON only. A photo of a QR code goes to POST /verify (the checkpoint page). "
+        "Any JSON that is not a valid certificate is answered 200 with valid: false and the reason.",
+    },
+    "responses": {
+        "415": {"description": "the body is not JSON (a photo goes to /verify)", "content": _PROBLEM},
+        "422": {"description": "the body is declared JSON but cannot be parsed", "content": _PROBLEM},
+    },
+}
+NOT_JSON = 'the body must be JSON: {"hc1": "HC1:..."}; a photo of a QR code goes to POST /verify'
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+@router.post("/api/verify", openapi_extra=VERIFY_OPENAPI)
 async def api_verify(request: Request, service: Certificates) -> JSONResponse:
+    if not _is_json(request.headers.get("content-type", "")):
+        return JSONResponse({"detail": NOT_JSON}, status_code=415)
     try:
         body = await _read_limited(request, MAX_API_BODY)
         if body is None:
@@ -194,7 +233,9 @@ async def api_verify(request: Request, service: Certificates) -> JSONResponse:
         try:
             data = json.loads(body)
         except (ValueError, RecursionError):
-            return _bad_request('the body must be JSON: {"hc1": "HC1:...", "at": "<optional ISO 8601>"}')
+            return JSONResponse(
+                {"detail": "the body is not valid JSON (UTF-8): " + NOT_JSON}, status_code=422
+            )
         if not isinstance(data, dict):
             return _bad_request("the body must be a JSON object")
         try:

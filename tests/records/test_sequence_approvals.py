@@ -21,7 +21,13 @@ from tests.console.conftest import CUONG, Console, csrf_of, file_case
 
 
 def _dose(number: int, when: str, vaccine: str = "Pfizer", site: str = "HN001") -> dict:
-    return {"dose_number": number, "vaccine": vaccine, "lot": "FK1", "administered_on": when, "site_code": site}
+    return {
+        "dose_number": number,
+        "vaccine": vaccine,
+        "lot": "FK1",
+        "administered_on": when,
+        "site_code": site,
+    }
 
 
 def _resolve(console: Console, ref: str, body: dict, user: str = "quan") -> object:
@@ -46,7 +52,9 @@ def _cuong_reports(console: Console) -> tuple[str, str]:
         doses_concerned=DosesConcerned.FIRST,
         claimed=ClaimedDose(date(2021, 8, 2), "Pfizer", "HN001", "FK1"),
     )
-    approved = _resolve(console, first.ref, {"decision": "approved", "note": "", "dose": _dose(1, "2021-08-02")})
+    approved = _resolve(
+        console, first.ref, {"decision": "approved", "note": "", "dose": _dose(1, "2021-08-02")}
+    )
     assert approved.status_code == 200, approved.text
     booster = file_case(
         console,
@@ -83,7 +91,9 @@ def test_a_gap_needs_an_override_through_the_api_and_then_every_reader_agrees(co
     assert short.status_code == 422 and short.json() == {"detail": "override_reason_short"}
 
     reason = "site log shows a booster; dose 2 was given abroad, paper card seen"
-    done = _resolve(console, ref, {"decision": "approved", "note": "booster", "dose": gap, "override": reason})
+    done = _resolve(
+        console, ref, {"decision": "approved", "note": "booster", "dose": gap, "override": reason}
+    )
     assert done.status_code == 200, done.text
     assert [d.dose_number for d in console.call(registry.list_doses, person_id)] == [1, 3]
     case = console.call(registry.get_correction, ref)
