@@ -389,6 +389,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "event_attachment": ("thêm ảnh", "attachment added"),
     "event_alias": ("mã phụ", "alias"),
     "bad_dose_number": ("Số mũi phải từ 1 đến 9.", "The dose number must be 1 to 9."),
+    "series_complete": ("Đủ liều cơ bản ({done}/{total})", "Primary series complete ({done}/{total})"),
+    "series_incomplete": ("Chưa đủ liều cơ bản ({done}/{total})", "Primary series not complete ({done}/{total})"),
+    "series_boosters": ("{n} mũi nhắc lại", "{n} booster(s)"),
+    "series_mixed": ("phối hợp vắc xin", "mixed products"),
+    "series_missing": (
+        "Hồ sơ thiếu mũi {numbers}: các mũi được đếm theo thứ tự ngày tiêm, chứng nhận ghi đúng số mũi đã tiêm.",
+        "Dose {numbers} not on record: doses are counted in the order given and the certificate states the doses given.",
+    ),
+    "series_certificate": ("Chứng nhận ghi: mũi {dn}/{sd}", "The certificate states dose {dn}/{sd}"),
     "sequence_needs_override": (
         "Mũi này làm hồ sơ mất thứ tự (thiếu mũi, trùng số hoặc ngày sai thứ tự): cần duyệt riêng, có lý do.",
         "This dose breaks the dose sequence (a gap, a number or date used twice, or out of order): approve it on its own, with a reason.",

@@ -13,6 +13,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from certificates.dose_series import read_series
 from registry_client.identity import mask_national_id, mask_phone
 from registry_client.vaccines import lookup_product
 from web.console.auth import COOKIE_PATH, LANG_COOKIE
@@ -63,6 +64,7 @@ environment.filters.update(
     mask_phone=mask_phone,
     mask_id=mask_national_id,
     vaccine=_vaccine,
+    series=read_series,  # what the doses prove (certificates.dose_series): console/_series.html
 )
 
 
