@@ -29,7 +29,7 @@
 //   server can be stopped and restarted without losing its data;
 // - test knobs under /__admin: POST reset (empty the store, no delay, no failure), POST delay?ms=N[&method=POST][&type=Task] (slow answers),
 //   POST fail?status=503|409|reset&count=N[&method=PUT] (the next N answers fail that way),
-//   POST written?clear=1 / GET written (every resource body a client POSTed or PUT, for validation),
+//   POST written?clear=1 / GET written (every resource body a client POSTed or PUT that was carried out),
 //   POST requests?clear=1 / GET requests (FHIR requests counted by method and resource type),
 //   /__admin/smart/… (smart-auth.mjs: register a client, revoke tokens, token lifetime, counters).
 
@@ -413,7 +413,6 @@ async function handle(req, res) {
     checkSearchQuery(resourceType, queryEntries(new URLSearchParams(String(req.headers['if-none-exist']))));
   }
   if (!(segments.length === 2 && segments[1] === '_search')) checkResourceBody(body, method);
-  if ((method === 'POST' || method === 'PUT') && body?.resourceType && segments[1] !== '_search') written.push(body);
 
   const query = {};
   for (const [k, v] of entries) {
@@ -431,6 +430,9 @@ async function handle(req, res) {
   };
   const [outcome, resource] = await router.handleRequest(fhirReq, repo);
   const status = getStatus(outcome);
+  if ((method === 'POST' || method === 'PUT') && body?.resourceType && segments[1] !== '_search' && status < 400) {
+    written.push(body); // recorded once carried out (the request count above is taken on arrival)
+  }
   if (!resource) return outcomeResponse(res, outcome);
 
   const headers = {};
