@@ -123,7 +123,8 @@ class FhirTestServer:
         return int(self._admin(f"seed?name={name}")["seeded"])
 
     def written(self, clear: bool = False) -> list[dict[str, Any]]:
-        """Every resource body a client POSTed or PUT since the last reset (or clear)."""
+        """Every resource body a client POSTed or PUT since the last reset (or clear), once the
+        server carried it out."""
         return list(self._admin("written?clear=1" if clear else "written", method="POST")["written"])
 
     def requests(self, clear: bool = False) -> dict[str, int]:

@@ -21,6 +21,7 @@ import pytest
 
 from registry_client.check import registry_check_cli
 from registry_client.errors import RegistryUnavailable
+from registry_client.fhir.http import parse_auth, smart_client_id
 from registry_client.fhir.registry import FhirRegistry
 from registry_client.fhir.smart import ASSERTION_TYPE, client_assertion, load_client_key
 from settings import Settings
@@ -270,3 +271,25 @@ def test_registry_check_without_a_key_file(
     assert registry_check_cli(settings) == 1
     out = capsys.readouterr().out
     assert "registry_private_key.pem cannot be read" in out
+
+
+def test_smart_auth_setting_parsing(tmp_path: Path) -> None:
+    assert smart_client_id("smart:vaxchannel") == "vaxchannel"
+    assert smart_client_id("bearer:abc") is None and smart_client_id(None) is None
+    assert parse_auth("smart:vaxchannel") == (None, {})  # its header comes with each access token
+    for bad in ("smart:", "smart:  "):
+        with pytest.raises(ValueError, match="smart:<client_id>"):
+            parse_auth(bad)
+    (tmp_path / "not-a-key.pem").write_text("-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n")
+    (tmp_path / "not-a-key.pem").chmod(0o600)
+    with pytest.raises(RegistryUnavailable, match="unusable"):
+        load_client_key(tmp_path / "not-a-key.pem")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    p256 = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (tmp_path / "p256.pem").write_bytes(p256)
+    with pytest.raises(RegistryUnavailable, match="EC P-384 key"):
+        load_client_key(tmp_path / "p256.pem")
