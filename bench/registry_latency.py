@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from db.base import make_async_engine  # noqa: E402
 from db.migrate import migrate  # noqa: E402
 from registry_client.embedded.registry import EmbeddedRegistry  # noqa: E402
-from registry_client.fhir import codes, mapping  # noqa: E402
+from registry_client.fhir import codes, mapping, sites  # noqa: E402
 from registry_client.fhir.codes import IdentifierSystems  # noqa: E402
 from registry_client.fhir.http import FhirHttp  # noqa: E402
 from registry_client.fhir.registry import FhirRegistry  # noqa: E402
@@ -83,7 +83,8 @@ async def seed_fhir(
     for site in SITES:
         await registry.upsert_site(site)
         (found,) = await http.search("Location", [("identifier", f"{codes.SITE_CODE}|{site.code}")])
-        locations[site.code] = mapping.location_reference(found["id"], site)
+        record = sites.SiteRecord(site, location_id=found["id"])
+        locations[site.code] = sites.immunization_site(record, codes.SITE_CODE)
     patient_ids = []
     for person, doses in data:
         stored, _ = await http.create(mapping.patient_resource(person, systems, now, "bench"))
