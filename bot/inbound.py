@@ -18,6 +18,7 @@ from telegram.constants import ChatType, MessageEntityType
 from telegram.error import TelegramError
 
 from conversations.model import Channel, Inbound, InboundMedia
+from db.private_files import write_private_file
 from registry_client.identity import normalize_phone
 
 log = logging.getLogger(__name__)
@@ -99,10 +100,10 @@ async def _download(bot: Bot, file_id: str, filename: str, uploads: Path) -> Inb
         return NOT_AN_IMAGE
     month = datetime.now(UTC).strftime("%Y%m")
     folder = uploads / "telegram" / month
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     suffix = ".png" if content_type == "image/png" else ".jpg"
     path = folder / f"{uuid.uuid4().hex}{suffix}"
-    path.write_bytes(data)
+    write_private_file(path, data)  # 0600 from creation
     return InboundMedia(str(path), content_type, len(data), filename)
 
 

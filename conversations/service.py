@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import hmac
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -215,16 +217,25 @@ class ConversationService:
         inputs = (
             list(inbound.inputs) if inbound.inputs is not None else ([inbound.text] if inbound.text else [])
         )
+        chain = [self._chain_entry(text) for text in inputs]
         if loaded.session_key != inbound.session_key or not loaded.exists:
             self._new_ussd_session(loaded)
-            state.ussd_chain = inputs
+            state.ussd_chain = chain
             return inputs or [""]
         seen = state.ussd_chain
-        if inputs == seen and state.last_replies:
+        if chain == seen and state.last_replies:
             return None
-        new = inputs[len(seen) :] if inputs[: len(seen)] == seen and len(inputs) > len(seen) else inputs[-1:]
-        state.ussd_chain = inputs
+        new = inputs[len(seen) :] if chain[: len(seen)] == seen and len(chain) > len(seen) else inputs[-1:]
+        state.ussd_chain = chain
         return new or [""]
+
+    def _chain_entry(self, text: str) -> str:
+        """How an input is kept in `ussd_chain`: a menu key as typed; anything longer (an ID, a date
+        of birth, a one-time code) only as a keyed digest, so no session row holds it readable."""
+        if len(text) <= 2:
+            return text
+        digest = hmac.new(self.services.otp.secret, f"ussd-input:{text}".encode(), hashlib.sha256)
+        return "#" + digest.hexdigest()[:20]
 
     def _new_ussd_session(self, loaded: Loaded) -> None:
         state = loaded.state

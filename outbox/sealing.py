@@ -33,7 +33,7 @@ MASK = "•"
 SECRET_NAMES = frozenset({"code", "link", "url", "token", "otp"})
 SECRET_SUFFIXES = ("_code", "_link", "_url", "_token")
 _URL = re.compile(r"https?://[^\s<>\"']+")
-_DIGITS = re.compile(r"\d{4,}")
+_URL_OR_DIGITS = re.compile(r"(https?://[^\s<>\"']+)|\d{4,}")
 
 
 class SealBroken(Exception):
@@ -57,15 +57,17 @@ def mask_url(url: str) -> str:
     last path segment (the token) cut to its first 4 characters, no query or fragment."""
     parts = urlsplit(url)
     head, _, last = parts.path.rpartition("/")
-    shown = last[:4] + "…" if len(last) > 8 else (MASK * 3 if last else "")
+    if last.endswith("…") or set(last) == {MASK}:
+        shown = last  # masked already
+    else:
+        shown = last[:4] + "…" if len(last) > 8 else (MASK * 3 if last else "")
     query = "…" if parts.query else ""
     return urlunsplit((parts.scheme, parts.netloc, f"{head}/{shown}" if head or last else "", query, ""))
 
 
 def mask_text(text: str) -> str:
     """A free text with every URL masked and every run of 4+ digits hidden."""
-    text = _URL.sub(lambda m: mask_url(m.group(0)), text)
-    return _DIGITS.sub(lambda m: MASK * len(m.group(0)), text)
+    return _URL_OR_DIGITS.sub(lambda m: mask_url(m[0]) if m[1] else MASK * len(m[0]), text)
 
 
 def mask_param(name: str, value: Any) -> Any:
@@ -74,6 +76,17 @@ def mask_param(name: str, value: Any) -> Any:
     if isinstance(value, str):
         return mask_value(value)
     return MASK * 3
+
+
+def mask_message(text: str | None, params: dict[str, Any] | None) -> tuple[str | None, dict[str, Any] | None]:
+    """The text and params as people may see them: every secret value masked."""
+    shown_text = mask_text(text) if text else text
+    shown_params = (
+        {k: (mask_param(k, v) if is_secret(k, v) else v) for k, v in params.items()}
+        if params is not None
+        else None
+    )
+    return shown_text, shown_params
 
 
 @dataclass(frozen=True)
@@ -118,15 +131,10 @@ class OutboxSeal:
     def split(self, channel: str, address: str, text: str | None, params: dict[str, Any] | None) -> Split:
         """Separates what may be shown from what must be sealed."""
         secret_params = {k: v for k, v in (params or {}).items() if is_secret(k, v)}
-        shown_text = mask_text(text) if text else text
+        shown_text, shown_params = mask_message(text, params)
         secret_text = text if text and shown_text != text else None
         if not secret_params and secret_text is None:
             return Split(text, params, None)
-        shown_params = (
-            {k: (mask_param(k, v) if k in secret_params else v) for k, v in params.items()}
-            if params is not None
-            else None
-        )
         payload: dict[str, Any] = {"params": secret_params}
         if secret_text is not None:
             payload["text"] = secret_text

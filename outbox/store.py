@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from db.clock import Clock, as_utc, utc_now
 from db.fast_access import FastAccess
-from outbox.sealing import OutboxSeal, SealBroken
+from outbox.sealing import OutboxSeal, SealBroken, mask_message
 from outbox.tables import OutboxRow
 
 T = TypeVar("T")
@@ -114,6 +114,15 @@ def open_row(seal: OutboxSeal, row: Any) -> OutboxRow:
         values["text"], values["params"] = seal.join(
             row.channel, row.address, values["text"], values["params"], values["sealed"]
         )
+    return OutboxRow(**values)
+
+
+def masked_row(row: Any) -> OutboxRow:
+    """A detached copy of an outbox row as people may see it (the console): codes and link tokens
+    masked even in a row written before sealing existed, no seal."""
+    values = {key: getattr(row, key) for key in _COLUMNS}
+    values["text"], values["params"] = mask_message(values["text"], values["params"])
+    values["sealed"] = None
     return OutboxRow(**values)
 
 

@@ -15,9 +15,12 @@ from tests.console.conftest import AN, BINH, CUONG, Console
 
 
 def outbox_rows(console: Console) -> list[OutboxRow]:
+    """The local outbox as the simulated phone reads it (links opened from their seal)."""
+
     async def rows() -> list[OutboxRow]:
         async with console.state.db_sessions() as session:
-            return list((await session.scalars(select(OutboxRow).order_by(OutboxRow.id))).all())
+            stored = (await session.scalars(select(OutboxRow).order_by(OutboxRow.id))).all()
+            return [console.state.outbox.open(row) for row in stored]
 
     return console.call(rows)
 

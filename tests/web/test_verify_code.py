@@ -42,7 +42,8 @@ def outbox(cx: Console, kind: str) -> list[OutboxRow]:
     async def rows() -> list[OutboxRow]:
         async with cx.state.db_sessions() as session:
             query = select(OutboxRow).where(OutboxRow.kind == kind).order_by(OutboxRow.id)
-            return list((await session.scalars(query)).all())
+            # as the simulated phone reads the local outbox: codes opened from their seal
+            return [cx.state.outbox.open(row) for row in (await session.scalars(query)).all()]
 
     result: list[OutboxRow] = cx.call(rows)
     return result

@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from db.private_files import write_private_file
 from registry_client.models import Attachment, NewAttachment
 
 MAX_BYTES = 8 * 1024 * 1024
@@ -45,8 +46,7 @@ def store_upload(data_dir: Path, ref: str, filename: str, data: bytes) -> NewAtt
     content_type, ext = kind
     relative = Path("uploads") / ref / f"{secrets.token_hex(8)}.{ext}"
     target = data_dir / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
+    write_private_file(target, data)  # 0600 from creation, its folder 0700
     clean_name = "".join(c for c in Path(filename or "photo").name if c.isprintable())[:120] or f"photo.{ext}"
     # the same convention as sms_gateway.media.store: the path as written under DATA_DIR
     return NewAttachment(clean_name, content_type, len(data), str(target))

@@ -7,6 +7,8 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 
+from conversations.outbound import make_renderer
+from outbox.store import masked_row
 from outbox.tables import OutboxRow
 from registry_client.clock import utc_now
 from registry_client.models import AuditEntry, Site
@@ -147,4 +149,7 @@ async def outbox(request: Request, info: AdminUser, channel: str = "") -> Respon
         if channel in ("sms", "telegram"):
             stmt = stmt.where(OutboxRow.channel == channel)
         rows = list((await session.scalars(stmt)).all())
-    return render(request, "console/admin_outbox.html", {"rows": rows, "channel": channel})
+    # As sent, but masked: the console never opens a seal (only the local simulators do).
+    shown = make_renderer(strip_sms_diacritics=False, hotline=console.settings.hotline_number)
+    texts = {row.id: shown(masked_row(row)) for row in rows}
+    return render(request, "console/admin_outbox.html", {"rows": rows, "texts": texts, "channel": channel})
