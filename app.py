@@ -24,7 +24,7 @@ from db.private_files import protect_data_dir
 from outbox.sealing import OutboxSeal
 from outbox.store import Outbox
 from registry_client.factory import build_registry
-from settings import Settings
+from settings import GATEWAY_TOKEN_FILE, TELEGRAM_SECRET_FILE, Settings
 from sms_gateway import routes as sms_routes
 from sms_gateway.wiring import wire_sms
 from web import certificate_pages, observability, verify_code
@@ -44,6 +44,38 @@ async def _every(interval: float, name: str, tick: Callable[[], Awaitable[object
         except Exception:
             log.exception("background job %s failed; retrying in %ss", name, interval)
         await asyncio.sleep(interval)
+
+
+def channel_auth_lines(settings: Settings) -> list[str]:
+    """How each channel knows its callers, one line each, for the start banner (never a secret)."""
+    data_dir = settings.data_dir
+    ussd = (
+        "gateway token from USSD_GATEWAY_TOKEN"
+        if settings.ussd_gateway_token
+        else f"gateway token from DATA_DIR/{GATEWAY_TOKEN_FILE} ({data_dir / GATEWAY_TOKEN_FILE})"
+    )
+    sms = (
+        "Twilio signature (TWILIO_AUTH_TOKEN)"
+        if settings.twilio_auth_token
+        else "gateway token, as for USSD (TWILIO_AUTH_TOKEN unset)"
+    )
+    if not settings.telegram_bot_token:
+        telegram = "disabled (TELEGRAM_BOT_TOKEN unset)"
+    elif settings.telegram_mode == "polling":
+        telegram = "polling (no webhook route)"
+    elif settings.telegram_webhook_secret:
+        telegram = "webhook with secret from TELEGRAM_WEBHOOK_SECRET"
+    else:
+        telegram = (
+            f"webhook with secret from DATA_DIR/{TELEGRAM_SECRET_FILE} ({data_dir / TELEGRAM_SECRET_FILE})"
+        )
+    metrics = "Bearer METRICS_TOKEN" if settings.metrics_token else "open (METRICS_TOKEN unset)"
+    return [
+        f"  USSD          : {ussd}",
+        f"  SMS           : {sms}",
+        f"  Telegram      : {telegram}",
+        f"  metrics, docs : {metrics}",
+    ]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -70,6 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # -- channels (sms_gateway/, bot/): state.sms, state.telegram ----------------------
         wire_sms(settings, state, background)  # state.outbox_worker (senders["sms"]), state.sms_sender
         state.telegram = await start_telegram(settings, state, background)
+        for line in channel_auth_lines(settings):  # how each channel knows its callers (no secret)
+            log.info("callers authenticated by: %s", " ".join(line.split()))
         # -- console (web/console/): state.console -----------------------------------------
         setup_console(state)
         # -- observability (web/observability.py): metric hooks on the wired objects -------

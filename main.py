@@ -5,49 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from settings import GATEWAY_TOKEN_FILE, TELEGRAM_SECRET_FILE, Settings
-
-
-def channel_auth_lines(settings: Settings) -> list[str]:
-    """How each channel knows its callers, one line each, for the start banner (never a secret)."""
-    data_dir = settings.data_dir
-    ussd = (
-        "gateway token from USSD_GATEWAY_TOKEN"
-        if settings.ussd_gateway_token
-        else f"gateway token from DATA_DIR/{GATEWAY_TOKEN_FILE} ({data_dir / GATEWAY_TOKEN_FILE})"
-    )
-    sms = (
-        "Twilio signature (TWILIO_AUTH_TOKEN)"
-        if settings.twilio_auth_token
-        else "gateway token, as for USSD (TWILIO_AUTH_TOKEN unset)"
-    )
-    if not settings.telegram_bot_token:
-        telegram = "disabled (TELEGRAM_BOT_TOKEN unset)"
-    elif settings.telegram_mode == "polling":
-        telegram = "polling (no webhook route)"
-    elif settings.telegram_webhook_secret:
-        telegram = "webhook with secret from TELEGRAM_WEBHOOK_SECRET"
-    else:
-        telegram = (
-            f"webhook with secret from DATA_DIR/{TELEGRAM_SECRET_FILE} ({data_dir / TELEGRAM_SECRET_FILE})"
-        )
-    metrics = "Bearer METRICS_TOKEN" if settings.metrics_token else "open (METRICS_TOKEN unset)"
-    return [
-        f"  USSD          : {ussd}",
-        f"  SMS           : {sms}",
-        f"  Telegram      : {telegram}",
-        f"  metrics, docs : {metrics}",
-    ]
+from settings import Settings
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app import channel_auth_lines
     from db.migrate import migrate
+    from db.private_files import protect_data_dir
     from registry_client.embedded.demo import ensure_demo_data
     from web.structured_logs import configure_logging
 
     configure_logging(settings)  # resolves (generates at first start) the channel secrets too
+    protect_data_dir(settings.data_dir)  # umask 077, DATA_DIR 0700 (tightened, with a log line)
     migrate(settings.database_url)
     if settings.registry_backend == "embedded" and not args.no_demo:
         loaded = ensure_demo_data(settings)
