@@ -114,6 +114,101 @@ async def send_link(request: Request, body: SendLinkRequest, user: ApiUser) -> J
     )
 
 
+# -- phone change ------------------------------------------------------------------------------
+class PhoneChangeBody(BaseModel):
+    national_id: str = Field(max_length=40)
+    date_of_birth: str = Field(max_length=20, description="YYYY-MM-DD (DDMMYYYY accepted)")
+    new_phone: str = Field(max_length=30, description="the caller's new number; the code goes there")
+    language: Literal["vi", "en"] = "vi"
+
+
+class PhoneChangeCode(BaseModel):
+    code: str = Field(min_length=1, max_length=20, description="the code the caller reads back")
+
+
+_REQUEST_REFUSED = {
+    "bad_phone": (422, "new_phone is not a valid Vietnamese phone number"),
+    "phone_change_same_phone": (409, "this is already the person's only registered phone"),
+    "phone_change_too_many": (429, "too many change codes were sent for this person; try again in an hour"),
+    "phone_change_unavailable": (503, "phone changes are not available"),
+}
+
+
+@router.post("/api/agent/phone-change", status_code=202)
+async def phone_change(request: Request, body: PhoneChangeBody, user: ApiUser) -> JSONResponse:
+    """Step 1: a code goes by SMS to the new phone. Nothing changes until it is read back."""
+    console = request.app.state.console
+    if user.role not in (Role.AGENT, Role.ADMIN):
+        return problem(403, "forbidden")
+    national_id = normalize_national_id(body.national_id)
+    if national_id is None:
+        return problem(422, "national_id must be a 12-digit CCCD or a 9-digit CMND")
+    born = hotline.parse_date_of_birth(body.date_of_birth)
+    if born is None:
+        return problem(422, "date_of_birth must be a date as YYYY-MM-DD")
+    try:
+        person = await console.registry.find_person(national_id, born)
+    except RecordNotFound:
+        await console.registry.audit(AuditEntry(user.actor, "api.phone_change", None, "no such person"))
+        return problem(404, "no person with this national ID and date of birth")
+    try:
+        requested = await hotline.request_phone_change(
+            console, user, person.id, body.new_phone, body.language
+        )
+    except InputProblem as exc:
+        status, detail = _REQUEST_REFUSED.get(exc.key, (422, exc.key))
+        return problem(status, detail)
+    return JSONResponse(
+        {
+            "change_id": requested.change_id,
+            "status": "code_sent",
+            "sent_to": mask_phone(requested.new_phone),
+            "expires_at": requested.expires_at.isoformat(),
+        },
+        status_code=202,
+    )
+
+
+@router.post("/api/agent/phone-change/{change_id}/confirm")
+async def confirm_phone_change(
+    request: Request, change_id: str, body: PhoneChangeCode, user: ApiUser
+) -> JSONResponse:
+    """Step 2: the code read back. Right: the new phone is the registered one, every binding of
+    the old phone to the person ends, both numbers are told. Wrong: 400, and the try is counted."""
+    console = request.app.state.console
+    if user.role not in (Role.AGENT, Role.ADMIN):
+        return problem(403, "forbidden")
+    if len(change_id) > 64:
+        return problem(404, "no such phone change")
+    try:
+        result = await hotline.confirm_phone_change(console, user, change_id, body.code)
+    except InputProblem:
+        return problem(503, "phone changes are not available")
+    outcome = result.outcome.value
+    if outcome in ("confirmed", "already_confirmed"):
+        person = result.person
+        return JSONResponse(
+            {
+                "change_id": change_id,
+                "status": "confirmed",
+                "registered_phone": mask_phone(person.registered_phone)
+                if person and person.registered_phone
+                else None,
+                "retired": [mask_phone(p) for p in result.retired],
+                "bindings_ended": len(result.ended),
+            }
+        )
+    if outcome == "wrong":
+        return JSONResponse({"detail": "wrong_code", "tries_left": result.left}, status_code=400)
+    if outcome == "dead":
+        return JSONResponse({"detail": "change_dead", "tries_left": 0}, status_code=400)
+    if outcome == "expired":
+        return JSONResponse({"detail": "code_expired", "tries_left": 0}, status_code=400)
+    if outcome == "limited":
+        return problem(429, "too many codes tried; try again later", **{"Retry-After": "3600"})
+    return problem(404, "no such phone change")
+
+
 # -- corrections -------------------------------------------------------------------------------
 def case_json(case: CorrectionCase, today: date) -> dict[str, Any]:
     def iso(value: date | datetime | None) -> str | None:
