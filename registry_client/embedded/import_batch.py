@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from certificates.dose_series import SequenceProblem, sequence_problems
 from registry_client.embedded.dose_matching import (
     DoseData,
     case_closed_by_dose,
@@ -32,6 +33,10 @@ R_RACE = "dose recorded by someone else during the import"
 W_NAME = "full_name differs from the name on record; kept the name on record"
 W_SEX = "sex differs from the record; kept the recorded sex"
 W_OLD_PHONE = "phone was removed from this person's contacts earlier; not added again"
+R_SEQUENCE = "dose sequence"
+SEQUENCE_HINT = "to import it anyway, give the reason in an 'override' column and import the row again"
+W_OVERRIDE = "dose out of sequence imported with the override reason given (audited)"
+MIN_OVERRIDE = 5
 
 Rejection = tuple[int, list[str], list[str]]  # line, original fields, reasons
 
@@ -52,6 +57,17 @@ class _Person:
     is_new: bool = False
     current_phones: set[str] = field(default_factory=set)
     retired_phones: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class _SeqDose:
+    """A dose as certificates.dose_series reads it (stored, or a row of this batch)."""
+
+    dose_number: int
+    product: str
+    administered_on: date
+    lot: str | None
+    site_code: str
 
 
 @dataclass(slots=True)
@@ -102,8 +118,69 @@ class BatchWriter:
             reason = self._decide(plan, row)
             if reason is not None:
                 rejected.append((row.line, row.fields, [reason]))
+        overrides = self._check_sequences(plan, rejected)
         self._write(plan, now, rejected)
+        for person, row, text in overrides:  # after the write: new persons have their id now
+            self.store.audit("dose.sequence_override", text, now, person.id)
+            self.summary.warn(row.line, W_OVERRIDE)
         return rejected
+
+    # -- the dose sequence (certificates.dose_series) ------------------------------------------
+    def _check_sequences(
+        self, plan: _Plan, rejected: list[Rejection]
+    ) -> list[tuple[_Person, ImportRow, str]]:
+        """Rejects new doses that would leave a gap, reuse a number or date, or come before their
+        predecessor, unless the row gives an override reason; answers the overridden ones."""
+        news: dict[_Person, list[tuple[ImportRow, str]]] = defaultdict(list)
+        for person, row, site in plan.new_doses:
+            news[person].append((row, site))
+        if not news:
+            return []
+        stored: dict[_Person, list[_SeqDose]] = defaultdict(list)
+        for (person, number), data in plan.doses.items():
+            if person in news:
+                stored[person].append(_SeqDose(number, data[0], data[1], data[3], data[2]))
+        dropped: set[tuple[_Person, int]] = set()
+        overrides: list[tuple[_Person, ImportRow, str]] = []
+        for person, added in news.items():
+            new_numbers = {row.dose_number for row, _ in added}
+            kept = [d for d in stored[person] if d.dose_number not in new_numbers]
+            before = set(sequence_problems(kept))
+            accepted = list(added)
+            while True:
+                record = kept + [
+                    _SeqDose(r.dose_number, r.product, r.administered_on, r.lot, site) for r, site in accepted
+                ]
+                problems = [p for p in sequence_problems(record) if p not in before]
+                blamed: dict[int, list[SequenceProblem]] = defaultdict(list)
+                for problem in problems:  # on the dose the problem names; else the new dose it involves
+                    candidates = [problem.dose_number]
+                    if problem.kind != "gap":
+                        candidates += list(problem.detail)
+                    involved = [n for n in candidates if n in new_numbers]
+                    if involved:
+                        blamed[involved[0]].append(problem)
+                refused = [
+                    (r, s)
+                    for r, s in accepted
+                    if r.dose_number in blamed and len(r.override or "") < MIN_OVERRIDE
+                ]
+                if not refused:
+                    break
+                for row, site in refused:
+                    described = "; ".join(p.describe() for p in blamed[row.dose_number])
+                    rejected.append((row.line, row.fields, [f"{R_SEQUENCE}: {described} ({SEQUENCE_HINT})"]))
+                    dropped.add((person, row.dose_number))
+                    accepted.remove((row, site))
+            for row, _site in accepted:
+                if row.dose_number in blamed:
+                    described = "; ".join(p.describe() for p in blamed[row.dose_number])
+                    overrides.append((person, row, f"line {row.line}: {described}; reason: {row.override}"))
+        if dropped:
+            plan.new_doses = [d for d in plan.new_doses if (d[0], d[1].dose_number) not in dropped]
+            for key in dropped:
+                del plan.doses[key]
+        return overrides
 
     # -- reading what is stored ---------------------------------------------------------------
     def _load(self, rows: list[ImportRow]) -> _Plan:

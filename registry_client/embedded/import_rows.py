@@ -33,6 +33,10 @@ COLUMNS = (
     "site_code",
     "site_name",
 )
+# Optional: the reason to import a dose that breaks the dose sequence (certificates.dose_series);
+# a row rejected for its sequence is imported again with this column filled in.
+OVERRIDE_COLUMN = "override"
+MAX_OVERRIDE = 500
 FIRST_DOSE_DAY = date(2021, 1, 1)
 EARLIEST_BIRTH = date(1900, 1, 1)
 BOM = b"\xef\xbb\xbf"
@@ -85,6 +89,7 @@ class ImportRow:
     administered_on: date
     site_code: str
     site_name: str | None
+    override: str | None = None  # the reason to accept a dose out of sequence
 
 
 @dataclass(slots=True)
@@ -108,6 +113,8 @@ class CsvSource:
         if self.delimiter != ",":
             self._reader = csv.reader(self._lines, delimiter=self.delimiter)
         self.index = {name: self.header.index(name) for name in COLUMNS}
+        if OVERRIDE_COLUMN in self.header:
+            self.index[OVERRIDE_COLUMN] = self.header.index(OVERRIDE_COLUMN)
 
     def _decoded_lines(self) -> Iterator[str]:
         first = True
@@ -190,6 +197,7 @@ class RowValidator:
 
     def __init__(self, index: dict[str, int], width: int, today: date) -> None:
         self._i = [index[c] for c in COLUMNS]
+        self._i_override = index.get(OVERRIDE_COLUMN)
         self._width = width
         self._today = today
         self._products: dict[str, str | None] = {}
@@ -312,6 +320,10 @@ class RowValidator:
         if site_name is not None and len(site_name) > MAX_SITE_NAME:
             errors.append(R_SITE_NAME_LONG)
 
+        override = None
+        if self._i_override is not None:
+            override = " ".join(fields[self._i_override].split())[:MAX_OVERRIDE] or None
+
         if errors:
             return errors
         assert national_id is not None and dob is not None and product is not None and given is not None
@@ -329,4 +341,5 @@ class RowValidator:
             given,
             site_code,
             site_name,
+            override,
         )

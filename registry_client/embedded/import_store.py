@@ -199,8 +199,11 @@ class ImportStore:
     def _event(self, ref: str, action: str, note: str, now: datetime) -> None:
         self.conn.execute(insert(EVENTS).values(ref=ref, at=now, actor=self.actor, action=action, note=note))
 
-    def audit(self, action: str, detail: str, now: datetime) -> None:
-        self.conn.execute(insert(AUDIT).values(at=now, actor=self.actor, action=action, detail=detail))
+    def audit(self, action: str, detail: str, now: datetime, person_id: int | None = None) -> None:
+        person = str(person_id) if person_id is not None else None
+        self.conn.execute(
+            insert(AUDIT).values(at=now, actor=self.actor, action=action, person_id=person, detail=detail)
+        )
 
     # -- bulk inserts (SQLite: executemany) -------------------------------------------------
     def insert_persons(self, persons: Sequence[NewPersonValues], now: datetime) -> dict[PersonKey, int]:
