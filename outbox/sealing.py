@@ -56,7 +56,7 @@ def mask_url(url: str) -> str:
     """`https://vax.vn/c/eyJ0b2tlbi...` → `https://vax.vn/c/eyJ0…`: host and path kept, the
     last path segment (the token) cut to its first 4 characters, no query or fragment."""
     parts = urlsplit(url)
-    head, _, last = parts.path.rpartition("/")
+    head, _, last = parts.path.rstrip("/").rpartition("/")
     if last.endswith("…") or set(last) == {MASK}:
         shown = last  # masked already
     else:
