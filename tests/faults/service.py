@@ -38,6 +38,20 @@ FAMILY_PHONE = "+84938111222"  # mother, child, grandfather
 FAMILY = (("001182003333", "02051982"), ("001210004444", "24122010"), ("001050005555", "08011950"))
 
 
+class ManualTicks:
+    """A monotonic clock the test moves (the registry wrapper's breaker cool-down and cache ages):
+    "15 s later" without sleeping 15 s, and no assertion that depends on how fast the machine is."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def expected(key: str, lang: str = "vi", **params: Any) -> str:
     """A catalogue text as an SMS/USSD caller sees it."""
     return strip_diacritics(t(lang, key, hotline=HOTLINE, **params))

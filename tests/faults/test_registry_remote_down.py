@@ -18,7 +18,17 @@ from conversations.text import ddmmyyyy
 from registry_client.embedded.demo import load_demo
 from registry_client.fhir import codes
 from tests.fakes.tcp_proxy import TcpProxy
-from tests.faults.service import AN, BINH, REF, Service, base_settings, expected, flat, running
+from tests.faults.service import (
+    AN,
+    BINH,
+    REF,
+    ManualTicks,
+    Service,
+    base_settings,
+    expected,
+    flat,
+    running,
+)
 from tests.fhir.server import FhirTestServer
 
 REGISTRY_TIMEOUT = 0.5
@@ -27,7 +37,7 @@ REGISTRY_TIMEOUT = 0.5
 @pytest.fixture
 async def fhir_service(
     fhir_server: FhirTestServer, sqlite_url: str, tmp_path: Path
-) -> AsyncIterator[tuple[Service, TcpProxy, FhirTestServer]]:
+) -> AsyncIterator[tuple[Service, TcpProxy, FhirTestServer, ManualTicks]]:
     proxy = TcpProxy("127.0.0.1", fhir_server.port)
     settings = base_settings(
         sqlite_url,
@@ -38,13 +48,15 @@ async def fhir_service(
         registry_timeout_seconds=REGISTRY_TIMEOUT,
     )
 
+    ticks = ManualTicks()
+
     async def seed(app: Any) -> None:
         await load_demo(app.state.registry.inner, 0)  # over FHIR
-        app.state.registry.breaker.cooldown = 0.3  # the production 15 s would only slow the test
+        app.state.registry.use_ticks(ticks)  # the breaker's 15 s cool-down passes when the test says
 
     try:
         async with running(settings, prepare=seed) as service:
-            yield service, proxy, fhir_server
+            yield service, proxy, fhir_server, ticks
     finally:
         fhir_server.set_delay(0)
         proxy.close()
@@ -54,6 +66,18 @@ def tasks_for(server: FhirTestServer, ref: str) -> int:
     with server.client() as client:
         found = client.get("Task", params={"identifier": f"{codes.CASE_REF}|{ref}"}).json()
     return int(found["total"])
+
+
+async def writes_carried_out(server: FhirTestServer, timeout: float = 30) -> None:
+    """The barrier after a slow spell: every POST/PUT that reached the server has been carried out
+    (the server counts writes when they arrive and records them when done)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        arrived = sum(n for key, n in server.requests().items() if key.startswith(("POST ", "PUT ")))
+        if len(server.written()) >= arrived:
+            return
+        assert time.monotonic() < deadline, f"{arrived} writes arrived, {len(server.written())} carried out"
+        await asyncio.sleep(0.05)
 
 
 async def login_and_see_doses(service: Service) -> str:
@@ -73,19 +97,20 @@ async def file_report(service: Service) -> str:
 
 
 async def test_registry_down_during_status_login_and_report(
-    fhir_service: tuple[Service, TcpProxy, FhirTestServer],
+    fhir_service: tuple[Service, TcpProxy, FhirTestServer, ManualTicks],
 ) -> None:
-    service, proxy, server = fhir_service
+    service, proxy, server, ticks = fhir_service
     fresh = await login_and_see_doses(service)
     assert "Mui 1: AstraZeneca, 02/08/2021" in fresh and expected("common.stale", minutes=1) not in fresh
 
     proxy.cut()  # the registry is gone: connections dropped, new ones refused
+    ticks.advance(7 * 60)  # seven minutes after the doses were read
 
     an = service.ussd(AN[0])
     await an.dial()
     status = await an.whole(await an.send("1"))  # dose status: from the cache, saying how old it is
     assert "Mui 1: AstraZeneca, 02/08/2021" in status and "Mui 3 (nhac lai): Pfizer, 10/03/2022" in status
-    assert expected("common.stale", minutes=1) in flat(status), status
+    assert expected("common.stale", minutes=7) in flat(status), status
 
     # someone whose record was never read: a clear "unavailable", no code is sent, nothing half-done
     reply = await service.sms(BINH[0]).send(f"DK {BINH[1]} {BINH[2]}")
@@ -103,13 +128,19 @@ async def test_registry_down_during_status_login_and_report(
     assert [m.params["ref"] for m in await service.outbox_to(AN[0], "upload_link")] == [ref]
     assert await service.state.registry.pending.count_open() >= 1
     # the caller can check it meanwhile (SMS from the same phone)
-    assert await service.sms(AN[0]).send(f"KQ {ref}") == expected("check.queued", ref=ref)
+    # (the phone's right to see it is read from the cache, so the answer says how old that is)
+    assert await service.sms(AN[0]).send(f"KQ {ref}") == expected("check.queued", ref=ref) + "\n" + expected(
+        "common.stale", minutes=7
+    )
     health = (await service.client.get("/healthz")).json()
     assert health["status"] == "ok" and "registry" in health["degraded"], health
     assert await service.state.registry.replay_pending() == 0  # still down: kept, not dropped
 
     proxy.restore()
-    await asyncio.sleep(0.35)  # the breaker's cool-down
+    assert await service.state.registry.replay_pending() == 0  # the breaker is still open: nothing tried
+    assert service.state.registry.breaker.state == "open"
+    ticks.advance(service.state.registry.breaker.cooldown)  # the cool-down is over: a trial call
+    assert service.state.registry.breaker.state == "half-open"
     assert await service.state.registry.replay_pending() >= 1  # the report (and audit lines)
     assert await service.state.registry.replay_pending() == 0
     assert await service.state.registry.pending.count_open() == 0
@@ -131,34 +162,34 @@ async def test_registry_down_during_status_login_and_report(
     assert stale == checked + "\n" + expected("common.stale", minutes=1), stale
 
 
-async def test_registry_too_slow(fhir_service: tuple[Service, TcpProxy, FhirTestServer]) -> None:
+async def test_registry_too_slow(
+    fhir_service: tuple[Service, TcpProxy, FhirTestServer, ManualTicks],
+) -> None:
     """Every FHIR answer takes 2 s (four times REGISTRY_TIMEOUT_SECONDS). A USSD gateway cuts a hop
     at ~15 s, so each registry call gives up after one timeout, retries included (it used to take
     `attempts x timeout`: 5 s for this turn, 50 s with the default 5 s timeout) — and the turn
     still answers from the cache, or queues the report."""
-    service, _, server = fhir_service
+    service, _, server, ticks = fhir_service
     await login_and_see_doses(service)
     server.set_delay(2000)
 
     an = service.ussd(AN[0])
     await an.dial()
-    started = time.monotonic()
-    status = await an.send("1")
-    took = time.monotonic() - started
-    status = await an.whole(status)
+    server.requests(clear=True), server.written(clear=True)  # counted from here on
+    status = await an.whole(await an.send("1"))
     assert expected("common.stale", minutes=1) in flat(status) and "Mui 2: AstraZeneca" in status
-    # three calls: the person, the doses, the audit line of the access
-    assert took < 4 * REGISTRY_TIMEOUT, (
-        f"status took {took:.1f} s with a {REGISTRY_TIMEOUT} s registry timeout"
-    )
+    # four registry calls (the person, the doses, two audit lines of the access), each given up
+    # after its one time budget: one request each reached the registry, no retry after the budget
+    # (per-attempt timeouts would have sent `attempts` = 3 requests per call, taking 3 x the budget)
+    assert server.requests() == {"GET Patient": 1, "GET Immunization": 1, "POST AuditEvent": 2}
 
     done = await file_report(service)
     ref = REF.search(done)[0]  # type: ignore[index]
     assert flat(done).startswith("END " + expected("report.queued", ref=ref)), done
 
     server.set_delay(0)
-    await asyncio.sleep(2.5)  # the slow POSTs the server was still carrying out have finished
-    await asyncio.sleep(0.35)
+    await writes_carried_out(server)  # the slow POSTs the server was still carrying out are done
+    ticks.advance(service.state.registry.breaker.cooldown)
     await service.state.registry.replay_pending()
     assert await service.state.registry.pending.count_open() == 0
     assert tasks_for(server, ref) == 1  # even if a timed-out attempt reached the server
