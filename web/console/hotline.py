@@ -106,7 +106,7 @@ async def person_overview(console: Any, user: ConsoleUser, person_id: str) -> Pe
     doses = await registry.list_doses(person.id)
     cases = await registry.list_corrections(CorrectionQuery(person_id=person.id, limit=50))
     cases.sort(key=lambda c: (not c.is_open, c.due_on))
-    chats = await console.citizen.telegram_chats(person.id)
+    chats = await console.citizen.telegram_chats(person.id, person.registered_phone)
     messages = await recent_messages(console, list(person.current_phones), chats)
     await registry.audit(AuditEntry(user.actor, "person.view", person.id, None))
     return PersonOverview(person, doses, cases, messages, len(chats))
