@@ -8,8 +8,8 @@ listed with only the generic code (Abdala) carry the SNOMED CT `28531000087107` 
 vaccine" — the ATC code `J07BX03` is inactive in the value set and is never written.
 tests/certificates/test_valuesets.py checks every code in use against the value sets' flags.
 
-`series_doses` is the length of the primary series (the `sd` of a primary dose; boosters
-carry sd = dn, per the eHealth Network dose-numbering guidance).
+`series_doses` is the length of the primary series; what a person's doses prove, and the dn/sd
+a certificate encodes, is decided in one place: `certificates.dose_series`.
 """
 
 from __future__ import annotations
@@ -94,9 +94,3 @@ def product_display(code: str) -> str:
     found = product(code)
     return found.display if found else code
 
-
-def total_doses(code: str, dose_number: int) -> int:
-    """`sd` for a dose: the primary series length, or the dose number itself for a booster."""
-    found = product(code)
-    series = found.series_doses if found else dose_number
-    return max(series, dose_number)
