@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from db.fast_access import FastAccess
 from registry_client import refs
 from registry_client.clock import Clock, utc_now
+from registry_client.dose_validation import validated_dose
 from registry_client.embedded import convert, fast_reads
 from registry_client.embedded.dose_matching import case_closed_by_dose, dose_data, import_resolution_note
 from registry_client.embedded.tables import (
@@ -48,7 +49,6 @@ from registry_client.models import (
     Site,
 )
 from registry_client.routing import add_working_days, route_case
-from registry_client.vaccines import lookup_product
 
 T = TypeVar("T")
 
@@ -236,11 +236,7 @@ class EmbeddedRegistry:
         return await self._read(lambda conn: fast_reads.doses_of(conn, key))
 
     async def _record_dose(self, session: AsyncSession, person_id: int, new: NewDose) -> Dose:
-        product = lookup_product(new.product)
-        if product is None:
-            raise InvalidRequest(f"unknown vaccine {new.product!r}")
-        if new.dose_number < 1 or new.dose_number > 9:
-            raise InvalidRequest("dose number must be between 1 and 9")
+        product, new = validated_dose(new)  # the rule every backend shares
         site = await session.get(SiteRow, new.site_code)
         if site is None:
             if not new.site_name:

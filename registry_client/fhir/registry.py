@@ -28,6 +28,7 @@ from typing import Any
 
 from registry_client import refs
 from registry_client.clock import Clock, utc_now
+from registry_client.dose_validation import validated_dose
 from registry_client.errors import Conflict, InvalidRequest, RecordNotFound, RegistryError
 from registry_client.fhir import capabilities, codes, mapping, notices, sites, smart, tasks
 from registry_client.fhir.codes import IdentifierSystems
@@ -55,7 +56,6 @@ from registry_client.models import (
     Site,
 )
 from registry_client.routing import add_working_days, route_case
-from registry_client.vaccines import lookup_product
 
 log = logging.getLogger(__name__)
 MAX_UPLOAD_BYTES = 12 * 1024 * 1024  # a photo sent to the registry as a Binary (uploads are <= 10 MB)
@@ -323,11 +323,7 @@ class FhirRegistry:
         return await self._record_dose(person_id, dose)
 
     async def _record_dose(self, person_id: str, new: NewDose) -> Dose:
-        product = lookup_product(new.product)
-        if product is None:
-            raise InvalidRequest(f"unknown vaccine {new.product!r}")
-        if new.dose_number < 1 or new.dose_number > 9:
-            raise InvalidRequest("dose number must be between 1 and 9")
+        product, new = validated_dose(new)  # the rule every backend shares
         await self._http.read("Patient", person_id)
         record = await self._site_record(new.site_code)
         if record is None:

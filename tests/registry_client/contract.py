@@ -1,12 +1,14 @@
 """The Registry contract: one test class every implementation must pass unchanged.
 
-A subclass provides an async fixture `registry` yielding an empty registry of its backend.
+A subclass provides an async fixture `registry` yielding an empty registry of its backend, and a
+fixture `audit_lines`: an async function (person_id) -> [(actor, action, detail)] reading what the
+backend stored, through the backend's own store (the protocol writes audit lines, never reads them).
 Everything is seeded through the protocol itself.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -293,8 +295,49 @@ class RegistryContract:
         with pytest.raises(RecordNotFound):
             await registry.get_person("123456789")
 
-    async def test_audit_and_info(self, registry: Registry) -> None:
+    async def test_audit_and_info(self, registry: Registry, audit_lines) -> None:  # type: ignore[no-untyped-def]
         person = await seed_person(registry)
-        await registry.audit(AuditEntry("sms:+84901234567", "doses.view", person.id, "status"))
+        at = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
+        await registry.audit(AuditEntry("sms:+84901234567", "doses.view", person.id, "status", at=at))
+        await registry.audit(AuditEntry("sms:+84901234567", "doses.view", person.id, "status", at=at))
+        await registry.audit(AuditEntry("agent:lan", "person.view", person.id))
+        stored = sorted(await audit_lines(person.id))
+        assert stored == [
+            ("agent:lan", "person.view", None),
+            ("sms:+84901234567", "doses.view", "status"),
+            ("sms:+84901234567", "doses.view", "status"),  # two alike lines are two lines
+        ]
         info = await registry.info()
         assert info.reachable
+
+    @pytest.mark.parametrize(
+        ("dose", "reason"),
+        [
+            (NewDose(1, "Sputnik Light Plus", date(2021, 8, 2), "HN001"), "unknown vaccine"),
+            (NewDose(0, "AstraZeneca", date(2021, 8, 2), "HN001"), "dose number"),
+            (NewDose(10, "AstraZeneca", date(2021, 8, 2), "HN001"), "dose number"),
+            (NewDose(1, "AstraZeneca", date(2019, 12, 31), "HN001"), "before any COVID-19 vaccine"),
+            (NewDose(1, "AstraZeneca", date(2021, 8, 2), "  "), "site"),
+            (NewDose(1, "AstraZeneca", date(2021, 8, 2), "HN001", lot="L" * 41), "lot"),
+        ],
+        ids=["unknown-vaccine", "dose-0", "dose-10", "before-2020", "no-site", "long-lot"],
+    )
+    async def test_a_dose_breaking_the_shared_rule_is_refused_alike(
+        self, registry: Registry, dose: NewDose, reason: str
+    ) -> None:
+        """Every backend refuses the same doses with the same reason (registry_client/dose_validation)."""
+        await registry.upsert_site(HN)
+        person = await seed_person(registry)
+        with pytest.raises(InvalidRequest, match=reason):
+            await registry.record_dose(person.id, dose)
+        assert await registry.list_doses(person.id) == []
+
+    async def test_a_dose_is_stored_normalised(self, registry: Registry) -> None:
+        await registry.upsert_site(HN)
+        person = await seed_person(registry)
+        stored = await registry.record_dose(
+            person.id, NewDose(1, "astrazeneca", date(2021, 8, 2), " HN001 ", " ")
+        )
+        assert (stored.product, stored.site_code, stored.lot) == ("EU/1/21/1529", "HN001", None)
+        again = await registry.record_dose(person.id, NewDose(1, "EU/1/21/1529", date(2021, 8, 2), "HN001"))
+        assert again.id == stored.id  # the same dose: nothing changes

@@ -20,6 +20,15 @@ class TestEmbeddedRegistry(RegistryContract):
         yield EmbeddedRegistry(engine)
         await engine.dispose()
 
+    @pytest.fixture
+    def audit_lines(self, registry: EmbeddedRegistry):  # type: ignore[no-untyped-def]
+        async def read(person_id: str) -> list[tuple[str, str, str | None]]:
+            async with registry._sessions() as s:
+                rows = await s.scalars(select(AuditRow).where(AuditRow.person_id == person_id))
+                return [(r.actor, r.action, r.detail) for r in rows.all()]
+
+        return read
+
     async def test_audit_is_stored(self, registry: EmbeddedRegistry) -> None:
         from registry_client.models import AuditEntry
 

@@ -19,3 +19,22 @@ class TestFhirRegistry(RegistryContract):
         registry = FhirRegistry(fhir_server.base_url, auth=fhir_server.auth)
         yield registry
         await registry.close()
+
+    @pytest.fixture
+    def audit_lines(self, fhir_server: FhirTestServer):  # type: ignore[no-untyped-def]  # noqa: F811
+        """AuditEvents about the patient, read from the FHIR server directly."""
+
+        async def read(person_id: str) -> list[tuple[str, str, str | None]]:
+            with fhir_server.client() as client:
+                bundle = client.get("AuditEvent", params={"_count": "1000"}).json()
+            lines = []
+            for entry in bundle.get("entry", []):
+                event = entry["resource"]
+                [entity] = event.get("entity") or [{}]
+                if (entity.get("what") or {}).get("reference") != f"Patient/{person_id}":
+                    continue
+                [agent] = event["agent"]
+                lines.append((agent["altId"], event["subtype"][0]["code"], entity.get("description")))
+            return lines
+
+        return read
