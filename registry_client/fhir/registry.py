@@ -72,6 +72,8 @@ def _read_upload(path: str) -> bytes | None:
     except OSError:
         log.warning("upload %s could not be read; stored in the registry without its content", path)
         return None
+
+
 MAX_ATTEMPTS = 5  # versioned updates: tries before giving up with Conflict
 
 
@@ -679,9 +681,14 @@ class FhirRegistry:
             try:
                 key = auth.key
                 lines.append(
-                    ("auth", f"SMART Backend Services, client {auth.client_id}, {key.algorithm} key kid {key.kid}")
+                    (
+                        "auth",
+                        f"SMART Backend Services, client {auth.client_id}, {key.algorithm} key kid {key.kid}",
+                    )
                 )
-                lines.append(("public key (JWK)", json.dumps({**key.public_jwk, "kid": key.kid, "alg": key.algorithm})))
+                lines.append(
+                    ("public key (JWK)", json.dumps({**key.public_jwk, "kid": key.kid, "alg": key.algorithm}))
+                )
             except RegistryError as exc:
                 lines.append(("auth", f"SMART Backend Services, client {auth.client_id}: {exc.message}"))
             lines += [("warning", w) for w in auth.warnings]

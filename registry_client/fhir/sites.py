@@ -118,10 +118,16 @@ def immunization_site(record: SiteRecord, system: str) -> Json:
         elements["location"] = _reference("Location", record.location_id, record, system)
     if record.organization_id:
         elements["performer"] = [
-            {"function": ADMINISTERING, "actor": _reference("Organization", record.organization_id, record, system)}
+            {
+                "function": ADMINISTERING,
+                "actor": _reference("Organization", record.organization_id, record, system),
+            }
         ]
     if not elements:
-        elements["location"] = {"identifier": {"system": system, "value": record.code}, "display": record.site.name}
+        elements["location"] = {
+            "identifier": {"system": system, "value": record.code},
+            "display": record.site.name,
+        }
     return elements
 
 

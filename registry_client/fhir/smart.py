@@ -65,7 +65,11 @@ def public_jwk(private_key: Any) -> dict[str, str]:
     if isinstance(private_key, rsa.RSAPrivateKey):
         size = (numbers.n.bit_length() + 7) // 8
         e_size = (numbers.e.bit_length() + 7) // 8
-        return {"kty": "RSA", "n": _b64(numbers.n.to_bytes(size, "big")), "e": _b64(numbers.e.to_bytes(e_size, "big"))}
+        return {
+            "kty": "RSA",
+            "n": _b64(numbers.n.to_bytes(size, "big")),
+            "e": _b64(numbers.e.to_bytes(e_size, "big")),
+        }
     return {
         "kty": "EC",
         "crv": "P-384",
@@ -89,13 +93,21 @@ def load_client_key(path: Path) -> tuple[ClientKey, list[str]]:
         mode = path.stat().st_mode
         data = path.read_bytes()
     except OSError as exc:
-        raise refused(f"SMART private key {path} cannot be read ({exc.strerror or type(exc).__name__})") from None
+        raise refused(
+            f"SMART private key {path} cannot be read ({exc.strerror or type(exc).__name__})"
+        ) from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        warnings.append(f"SMART private key {path} is accessible to others (mode {stat.filemode(mode)}); chmod 600 it")
+        warnings.append(
+            f"SMART private key {path} is accessible to others (mode {stat.filemode(mode)}); chmod 600 it"
+        )
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
-        reason = "it is encrypted" if "encrypted" in str(exc).lower() or isinstance(exc, TypeError) else "not a PEM private key"
+        reason = (
+            "it is encrypted"
+            if "encrypted" in str(exc).lower() or isinstance(exc, TypeError)
+            else "not a PEM private key"
+        )
         raise refused(f"SMART private key {path} is unusable: {reason}") from None
     if isinstance(key, rsa.RSAPrivateKey):
         if key.key_size < 2048:
@@ -118,7 +130,9 @@ def client_assertion(client_id: str, token_endpoint: str, key: ClientKey, now: f
         "exp": int(now) + ASSERTION_LIFETIME,
         "jti": secrets.token_urlsafe(24),
     }
-    return jwt.encode(claims, key.private_key, algorithm=key.algorithm, headers={"kid": key.kid, "typ": "JWT"})
+    return jwt.encode(
+        claims, key.private_key, algorithm=key.algorithm, headers={"kid": key.kid, "typ": "JWT"}
+    )
 
 
 @dataclass

@@ -39,7 +39,11 @@ def _schema() -> dict[str, Any]:
 def _validator(resource_type: str) -> Any:
     schema = _schema()
     return jsonschema_rs.validator_for(
-        {"$schema": schema["$schema"], "$ref": f"#/definitions/{resource_type}", "definitions": schema["definitions"]}
+        {
+            "$schema": schema["$schema"],
+            "$ref": f"#/definitions/{resource_type}",
+            "definitions": schema["definitions"],
+        }
     )
 
 
@@ -64,7 +68,10 @@ def _attachment_urls(value: Any, path: str = "") -> list[tuple[str, str]]:
 def r4_problems(resource: dict[str, Any]) -> list[str]:
     """Why `resource` is not valid FHIR R4 (empty when it is)."""
     resource_type = str(resource.get("resourceType"))
-    problems = [f"schema: {e.message[:300]} at {list(e.instance_path)}" for e in _validator(resource_type).iter_errors(resource)]
+    problems = [
+        f"schema: {e.message[:300]} at {list(e.instance_path)}"
+        for e in _validator(resource_type).iter_errors(resource)
+    ]
     try:
         _model(resource_type).model_validate(resource)
     except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError, or an unknown type

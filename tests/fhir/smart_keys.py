@@ -14,8 +14,12 @@ from registry_client.fhir.smart import load_client_key
 
 def write_key(path: Path, kind: str = "EC") -> Path:
     """A new private key (EC P-384 for ES384, or RSA 2048 for RS384) as PEM, readable by its owner only."""
-    key: Any = ec.generate_private_key(ec.SECP384R1()) if kind == "EC" else rsa.generate_private_key(65537, 2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    key: Any = (
+        ec.generate_private_key(ec.SECP384R1()) if kind == "EC" else rsa.generate_private_key(65537, 2048)
+    )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     path.write_bytes(pem)
     path.chmod(0o600)
     return path

@@ -122,7 +122,9 @@ async def test_tasks_are_owned_as_the_registry_models_sites(
     for site in ("DN001", "DN002", "QN003"):
         case = await foreign.submit_correction(missing_dose_report(khoa.id, site=site))
         assert case.site_code == site and not case.joined
-        task = fhir_get(registry_server, "Task", identifier=f"{codes.CASE_REF}|{case.ref}")["entry"][0]["resource"]
+        task = fhir_get(registry_server, "Task", identifier=f"{codes.CASE_REF}|{case.ref}")["entry"][0][
+            "resource"
+        ]
         owners[site] = task["owner"]
         queue = await foreign.list_corrections(CorrectionQuery(site_code=site))
         assert [c.ref for c in queue] == [case.ref]
@@ -145,7 +147,9 @@ async def test_a_task_the_registry_filed_by_reference_only_reaches_the_site_queu
     binh = await foreign.find_person("048190001234", date(1990, 4, 12))
     case = await foreign.submit_correction(missing_dose_report(binh.id, site="DN001"))
     with registry_server.client() as http:
-        task = http.get("Task", params={"identifier": f"{codes.CASE_REF}|{case.ref}"}).json()["entry"][0]["resource"]
+        task = http.get("Task", params={"identifier": f"{codes.CASE_REF}|{case.ref}"}).json()["entry"][0][
+            "resource"
+        ]
         task["owner"] = {"reference": "Location/loc-dn001"}
         assert http.put(f"Task/{task['id']}", json=task).status_code == 200
     queue = await foreign.list_corrections(CorrectionQuery(site_code="DN001"))
@@ -153,7 +157,10 @@ async def test_a_task_the_registry_filed_by_reference_only_reaches_the_site_queu
 
 
 def test_create_user_for_a_registry_site_is_checked_not_warned(
-    registry_server: FhirTestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    registry_server: FhirTestServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from web.console.users import create_user_cli
 
@@ -167,7 +174,9 @@ def test_create_user_for_a_registry_site_is_checked_not_warned(
     assert create_user_cli(settings, "tam", "site", "DN999", True) == 1
     assert "unknown site DN999" in capsys.readouterr().err
     # the site system left at the default: no site is found, and the warning says where to look
-    default = foreign_settings(registry_server, tmp_path, fhir_identifier_system_site=Settings().fhir_identifier_system_site)
+    default = foreign_settings(
+        registry_server, tmp_path, fhir_identifier_system_site=Settings().fhir_identifier_system_site
+    )
     monkeypatch.setattr(sys, "stdin", io.StringIO(PASSWORD + "\n"))
     assert create_user_cli(default, "hai", "site", "DN001", True) == 0
     assert "see FHIR_IDENTIFIER_SYSTEM_SITE" in capsys.readouterr().err
@@ -238,7 +247,9 @@ def test_correction_loop_on_a_foreign_registry(
     # report, missing dose, dose 2, the date, the site, vaccine unknown, no workplace, this phone
     for answer in ("3", "1", "2", "15092021", "DN001", "9", "9", "1"):
         screen = phone.send(answer)
-    assert screen.startswith("CON Gui phan anh: Thieu mui tiem, Mui 2, 15/09/2021, Diem tiem Trung tam Y te Hai Chau"), screen
+    assert screen.startswith(
+        "CON Gui phan anh: Thieu mui tiem, Mui 2, 15/09/2021, Diem tiem Trung tam Y te Hai Chau"
+    ), screen
     done = phone.send("1")
     found = re.search(r"PA-[0-9A-Z]{4}-[0-9A-Z]{2}", done)
     assert done.startswith("END Da nhan phan anh") and found is not None, done
@@ -274,18 +285,31 @@ def test_correction_loop_on_a_foreign_registry(
 
     # the Immunization names the site the way the registry does
     immunizations = fhir_get(registry_server, "Immunization", patient="Patient/pat-binh")["entry"]
-    dose2 = next(e["resource"] for e in immunizations if e["resource"]["protocolApplied"][0]["doseNumberPositiveInt"] == 2)
+    dose2 = next(
+        e["resource"]
+        for e in immunizations
+        if e["resource"]["protocolApplied"][0]["doseNumberPositiveInt"] == 2
+    )
     assert dose2["location"]["reference"] == "Location/loc-dn001"
     assert dose2["performer"][0]["actor"]["reference"] == "Organization/org-dn001"
-    assert {c["system"] for c in dose2["vaccineCode"]["coding"]} >= {codes.DCC_PRODUCT, codes.CVX, codes.SNOMED}
+    assert {c["system"] for c in dose2["vaccineCode"]["coding"]} >= {
+        codes.DCC_PRODUCT,
+        codes.CVX,
+        codes.SNOMED,
+    }
 
     # the citizen is told, with the reissued certificate; the registry sees what they were told
     told = last_sms(app, client, BINH_PHONE)
     assert told.kind == "notification" and told.params["ref"] == ref and told.params["link"]
     (entry,) = fhir_get(registry_server, "Communication", **{"part-of": f"Task/{task['id']}"})["entry"]
     communication = entry["resource"]
-    assert communication["status"] == "completed" and communication["subject"] == {"reference": "Patient/pat-binh"}
-    assert {c["coding"][0]["code"] for c in communication["category"]} == {"report-approved", "certificate-reissued"}
+    assert communication["status"] == "completed" and communication["subject"] == {
+        "reference": "Patient/pat-binh"
+    }
+    assert {c["coding"][0]["code"] for c in communication["category"]} == {
+        "report-approved",
+        "certificate-reissued",
+    }
     text = communication["payload"][0]["contentString"]
     assert ref in text and "[certificate link]" in text and told.params["link"] not in text
     assert BINH_PHONE in communication["note"][0]["text"]
@@ -303,7 +327,9 @@ async def test_a_task_owned_by_something_that_is_no_site_is_hotline_and_costs_no
     binh = await foreign.find_person("048190001234", date(1990, 4, 12))
     case = await foreign.submit_correction(missing_dose_report(binh.id, site="DN001"))
     with registry_server.client() as http:
-        task = http.get("Task", params={"identifier": f"{codes.CASE_REF}|{case.ref}"}).json()["entry"][0]["resource"]
+        task = http.get("Task", params={"identifier": f"{codes.CASE_REF}|{case.ref}"}).json()["entry"][0][
+            "resource"
+        ]
         task["owner"] = {"reference": "Organization/org-moh"}
         assert http.put(f"Task/{task['id']}", json=task).status_code == 200
     assert (await foreign.get_correction(case.ref)).site_code is None

@@ -262,7 +262,12 @@ def test_the_old_relative_attachment_path_is_what_the_validation_refuses() -> No
         "content": [{"attachment": {"contentType": "image/jpeg", "url": "var/uploads/PA/card.jpg"}}],
     }
     assert any("not absolute" in p for p in r4_problems(old))
-    assert r4_problems({**old, "content": [{"attachment": {"contentType": "image/jpeg", "url": "http://r/Binary/1"}}]}) == []
+    assert (
+        r4_problems(
+            {**old, "content": [{"attachment": {"contentType": "image/jpeg", "url": "http://r/Binary/1"}}]}
+        )
+        == []
+    )
     assert r4_problems({"resourceType": "Task", "status": "bogus", "intent": "order"})  # the validators bite
 
 
@@ -274,7 +279,11 @@ def test_vaccine_codes_follow_the_eu_value_set() -> None:
     def systems(code: str) -> dict[str, str]:
         return {c["system"]: c["code"] for c in codes.vaccine_code(product(code))["coding"]}  # type: ignore[union-attr, index]
 
-    assert systems("EU/1/20/1528") == {codes.DCC_PRODUCT: "EU/1/20/1528", codes.CVX: "208", codes.SNOMED: "1119349007"}
+    assert systems("EU/1/20/1528") == {
+        codes.DCC_PRODUCT: "EU/1/20/1528",
+        codes.CVX: "208",
+        codes.SNOMED: "1119349007",
+    }
     sinopharm = systems("BBIBP-CorV")
     assert sinopharm[codes.DCC_PRODUCT_OTHER] == "BBIBP-CorV" and codes.DCC_PRODUCT not in sinopharm
     assert sinopharm[codes.CVX] == "510"

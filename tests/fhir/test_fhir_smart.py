@@ -71,7 +71,9 @@ async def test_first_call_fetches_a_token_later_calls_reuse_it(
 async def test_rsa_key_signs_rs384(registered: FhirTestServer, tmp_path: Path) -> None:
     rsa_key = write_key(tmp_path / "rsa.pem", kind="RSA")
     registered.register_smart_client("rsa-client", jwks(rsa_key))
-    registry = FhirRegistry(registered.base_url, auth="smart:rsa-client", private_key_file=rsa_key, scopes="system/*.*")
+    registry = FhirRegistry(
+        registered.base_url, auth="smart:rsa-client", private_key_file=rsa_key, scopes="system/*.*"
+    )
     try:
         await seed_person(registry)
     finally:
@@ -90,7 +92,9 @@ async def test_a_token_about_to_expire_is_replaced_before_use(
     assert stats["issued"] == 2 and stats["rejected_tokens"] == 0, stats  # renewed, never refused
 
 
-async def test_a_revoked_token_is_renewed_once(registered: FhirTestServer, smart_registry: FhirRegistry) -> None:
+async def test_a_revoked_token_is_renewed_once(
+    registered: FhirTestServer, smart_registry: FhirRegistry
+) -> None:
     person = await seed_person(smart_registry)
     registered.revoke_tokens()
     assert (await smart_registry.get_person(person.id)).id == person.id  # 401, new token, same call again
@@ -98,7 +102,9 @@ async def test_a_revoked_token_is_renewed_once(registered: FhirTestServer, smart
     assert (stats["issued"], stats["rejected_tokens"]) == (2, 1), stats
 
 
-async def test_renewal_is_tried_once_not_forever(registered: FhirTestServer, smart_registry: FhirRegistry) -> None:
+async def test_renewal_is_tried_once_not_forever(
+    registered: FhirTestServer, smart_registry: FhirRegistry
+) -> None:
     person = await seed_person(smart_registry)
     registered.fail_next(401, count=5)
     with pytest.raises(RegistryUnavailable, match="credentials") as caught:
@@ -112,9 +118,13 @@ async def test_an_unregistered_key_is_refused_clearly(
     registered: FhirTestServer, tmp_path: Path, key_file: Path
 ) -> None:
     other = write_key(tmp_path / "other.pem")
-    registry = FhirRegistry(registered.base_url, auth=f"smart:{CLIENT}", private_key_file=other, scopes="system/*.*")
+    registry = FhirRegistry(
+        registered.base_url, auth=f"smart:{CLIENT}", private_key_file=other, scopes="system/*.*"
+    )
     try:
-        with pytest.raises(RegistryUnavailable, match=r"refused \(invalid_client: no registered key") as caught:
+        with pytest.raises(
+            RegistryUnavailable, match=r"refused \(invalid_client: no registered key"
+        ) as caught:
             await registry.find_person("001085001234", date(1985, 3, 14))
         assert not caught.value.retryable
         info = await registry.info()
@@ -130,9 +140,13 @@ async def test_no_token_or_a_made_up_one_gets_401(registered: FhirTestServer) ->
         assert made_up.status_code == 401
 
 
-async def test_a_scope_that_does_not_cover_the_call_gets_403(registered: FhirTestServer, key_file: Path) -> None:
+async def test_a_scope_that_does_not_cover_the_call_gets_403(
+    registered: FhirTestServer, key_file: Path
+) -> None:
     registered.register_smart_client("reader", jwks(key_file), scope="system/Patient.read")
-    registry = FhirRegistry(registered.base_url, auth="smart:reader", private_key_file=key_file, scopes="system/Patient.read")
+    registry = FhirRegistry(
+        registered.base_url, auth="smart:reader", private_key_file=key_file, scopes="system/Patient.read"
+    )
     try:
         await registry.find_persons_by_phone("+84901234567")  # a read: allowed
         with pytest.raises(RegistryUnavailable, match="403"):
@@ -231,7 +245,12 @@ def _check(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[s
     return subprocess.run(
         [sys.executable, "main.py", "registry", "check"],
         cwd=REPO,
-        env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/check.db", "DATA_DIR": str(tmp_path), **env},
+        env={
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{tmp_path}/check.db",
+            "DATA_DIR": str(tmp_path),
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=60,
@@ -239,7 +258,11 @@ def _check(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[s
 
 
 def test_registry_check_with_smart(registered: FhirTestServer, key_file: Path, tmp_path: Path) -> None:
-    env = {"REGISTRY_BACKEND": "fhir", "REGISTRY_URL": registered.base_url, "REGISTRY_AUTH": f"smart:{CLIENT}"}
+    env = {
+        "REGISTRY_BACKEND": "fhir",
+        "REGISTRY_URL": registered.base_url,
+        "REGISTRY_AUTH": f"smart:{CLIENT}",
+    }
     done = _check(env, tmp_path)  # the key is DATA_DIR/registry_private_key.pem
     assert done.returncode == 0, done.stdout + done.stderr
     assert "reachable        : yes" in done.stdout
