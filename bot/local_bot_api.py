@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import socket
 import threading
 import time
@@ -82,6 +83,9 @@ def _decode_value(value: str) -> Any:
         except ValueError:
             return value
     return value
+
+
+_SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")  # what setWebhook accepts as secret_token
 
 
 def error_body(kind: str, retry_after: int = 0) -> tuple[int, dict[str, Any]]:
@@ -366,6 +370,13 @@ class LocalBotApi:
         }
 
     def _set_webhook(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
+        secret = params.get("secret_token")
+        if secret is not None and not _SECRET_TOKEN.fullmatch(str(secret)):  # as the real Bot API checks
+            return 400, {
+                "ok": False,
+                "error_code": 400,
+                "description": "Bad Request: secret token contains unallowed characters",
+            }
         self.webhook = dict(params)
         return True
 
