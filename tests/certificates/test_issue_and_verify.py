@@ -10,6 +10,7 @@ from pathlib import Path
 
 import base45
 import cbor2
+import pytest
 import zxingcpp
 from PIL import Image
 
@@ -207,4 +208,21 @@ def test_ps256_signer(sqlite_url: str, tmp_path: Path) -> None:
         assert app.call(app.service.verify, issued.hc1).valid
         [key] = app.client.get("/api/certificates/keys").json()["keys"]
         assert key["kid"] == issued.kid and "BEGIN CERTIFICATE" in key["certificate_pem"]
+        # HCERT §3.3.2 fixes RSA-PSS at 2048 bits (it was 3072, which dcc-utils cannot verify)
+        assert app.service.signers.current().public_key.key_size == 2048  # type: ignore[union-attr]
+
+
+def test_a_3072_bit_signer_keeps_verifying_after_rotation_to_2048(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from certificates import keys
+
+    monkeypatch.setattr(keys, "RSA_SIGNER_BITS", 3072)  # a key made before the change
+    for app in start_app(make_settings(sqlite_url, tmp_path / "data", cert_signing_alg="PS256")):
+        person = app.seed((BINH,))[BINH.national_id]
+        old = app.call(app.service.issue, person, app.doses(person))
         assert app.service.signers.current().public_key.key_size == 3072  # type: ignore[union-attr]
+        monkeypatch.setattr(keys, "RSA_SIGNER_BITS", 2048)
+        assert app.service.signers.rotate().public_key.key_size == 2048  # type: ignore[union-attr]
+        assert app.client.post("/api/verify", json={"hc1": old.hc1}).json()["valid"] is True
+        assert len(app.client.get("/api/certificates/keys").json()["keys"]) == 2
