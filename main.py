@@ -1,4 +1,4 @@
-"""VaxChannel command line (INTERFACES §1). `python main.py --help` lists the commands."""
+"""VaxChannel command line. `python main.py --help` lists the commands; README.md explains them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Service settings (INTERFACES §2), read from the environment."""
+"""Service settings (README.md, Configuration), read from the environment."""
 
 from __future__ import annotations
 

@@ -119,7 +119,7 @@ def phone_as_written(phone: str, rng: random.Random) -> str:
 def generate_rows(
     rows: int, *, seed: int = 2021, bad_every: int = 1000, shuffle_window: int = 5000
 ) -> Iterator[list[str]]:
-    """Exactly `rows` import rows (INTERFACES §5 column order); one row in `bad_every` is malformed.
+    """Exactly `rows` import rows (docs/import-file.md column order); one row in `bad_every` is malformed.
 
     Rows of a person stay near each other but are shuffled within a window, so a person's doses
     may fall in different batches of the importer.

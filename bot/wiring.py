@@ -17,7 +17,7 @@ Background = list[tuple[str, float, Callable[[], Awaitable[object]]]]
 
 def _unreachable_marker(state: Any) -> Callable[[str], Awaitable[object]]:
     async def mark(address: str) -> None:
-        """The engine's binding store stops addressing this chat (INTERFACES: blocked bot)."""
+        """The engine's binding store stops addressing this chat (the user blocked the bot)."""
         engine = getattr(state, "conversations", None)
         bindings = getattr(engine, "bindings", None)
         if bindings is None or not hasattr(bindings, "mark_unreachable"):

@@ -78,7 +78,7 @@ class VerificationResult:
         return f"{self.code}: {self.detail}" if self.detail else self.code
 
     def to_json(self) -> dict[str, Any]:
-        """The /api/verify answer (INTERFACES §3), nothing more."""
+        """The /api/verify answer (docs/http-api.md), nothing more."""
         return {
             "valid": self.valid,
             "reason": self.reason,

@@ -1,4 +1,4 @@
-"""SMS keywords (INTERFACES §7), case- and accent-insensitive, Vietnamese and English."""
+"""SMS keywords (docs/sms-keywords.md), case- and accent-insensitive, Vietnamese and English."""
 
 from __future__ import annotations
 

@@ -59,8 +59,9 @@ class Registry(Protocol):
 
     # correction cases
     async def submit_correction(self, new: NewCorrection) -> CorrectionCase:
-        """Creates a case (routed per INTERFACES §9) or joins the open case on the same person and
-        dose (then the returned case has joined=True)."""
+        """Creates a case or joins the open case on the same person and dose (then the returned
+        case has joined=True). A new case goes to the site the citizen named, else to the site of
+        the person's latest dose, else to the hotline queue."""
 
     async def get_correction(self, ref: str) -> CorrectionCase: ...
 

@@ -1,4 +1,4 @@
-"""Twilio SMS webhooks (INTERFACES §3): `POST /sms/twilio` (inbound) and `/sms/twilio/status`.
+"""Twilio SMS webhooks (docs/http-api.md): `POST /sms/twilio` (inbound) and `/sms/twilio/status`.
 
 With TWILIO_AUTH_TOKEN set, every request must carry a valid `X-Twilio-Signature` computed over
 PUBLIC_BASE_URL + path; with it unset, the gateway token (sms_gateway.gateway_token). 403

@@ -1,4 +1,4 @@
-"""USSD gateway webhook (INTERFACES §3, Africa's Talking format): `POST /ussd`.
+"""USSD gateway webhook (Africa's Talking format, docs/http-api.md; menu: docs/ussd-menu.md): `POST /ussd`.
 
 Form fields `sessionId`, `serviceCode`, `phoneNumber`, `networkCode`, `text` (every input of the
 session joined by `*`). The answer is `text/plain`, `CON …` (more input) or `END …`, at most

@@ -1,5 +1,5 @@
 """Certificate pages and APIs: GET /c/{token}, /c/{token}/qr.png, GET+POST /verify,
-POST /api/verify, GET /api/certificates/keys (INTERFACES §3).
+POST /api/verify, GET /api/certificates/keys (docs/http-api.md).
 
 Reads `request.app.state.certificates` (certificates.service.CertificateService) and
 `request.app.state.registry`. Every link view is written to the registry's audit log.

@@ -1,4 +1,4 @@
-"""Checking a certificate code with the holder's birth year: POST /api/verify-code (INTERFACES §3)
+"""Checking a certificate code with the holder's birth year: POST /api/verify-code (docs/http-api.md)
 and the "code" tab of the /verify page (its form posts to POST /verify/code).
 
 `{"code": "VX7K-3D9Q-MRT4", "birth_year": 1985}` → 200 `{"valid", "reason", "holder": {"name",
@@ -177,7 +177,7 @@ def _respond(verdict: CodeVerdict) -> JSONResponse:
     "/api/verify-code", response_model=VerifyCodeAnswer, responses=_ANSWERS, openapi_extra=_REQUEST_BODY
 )
 async def api_verify_code(request: Request) -> JSONResponse:
-    """Checks a certificate code with the holder's year of birth (INTERFACES §3)."""
+    """Checks a certificate code with the holder's year of birth (docs/http-api.md)."""
     try:
         body = b""
         async for chunk in request.stream():

@@ -1,4 +1,4 @@
-"""Reading and validating the rows of a dose import file (INTERFACES §5), one at a time.
+"""Reading and validating the rows of a dose import file (docs/import-file.md), one at a time.
 
 The file is read as bytes line by line (memory does not grow with the file); each line is
 decoded as UTF-8 on its own, so one line in another encoding is one rejected row, not a

@@ -1,4 +1,4 @@
-"""`python main.py import-doses FILE.csv`: persons and doses from a site's CSV file (INTERFACES §5).
+"""`python main.py import-doses FILE.csv`: persons and doses from a site's CSV file (docs/import-file.md).
 
 The file is streamed in batches: read and validate a batch of rows, decide them against what is
 stored with a few set-at-a-time queries, write them, commit. A re-import changes nothing; a row

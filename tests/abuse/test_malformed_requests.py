@@ -168,7 +168,7 @@ async def test_validation_errors_do_not_echo_the_request(service: Service) -> No
 
 
 def test_every_route_is_known_here(tmp_path: Path) -> None:
-    """Routes are walked, not listed; this only pins that walking finds the ones of INTERFACES §3."""
+    """Routes are walked, not listed; this only pins that walking finds the ones of docs/http-api.md."""
     from app import create_app
 
     app = create_app(base_settings(f"sqlite:///{tmp_path}/x.db", tmp_path))

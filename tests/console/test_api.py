@@ -1,4 +1,4 @@
-"""The JSON API (INTERFACES §3): tokens, send-link, corrections list, resolve — same permissions
+"""The JSON API (docs/http-api.md): tokens, send-link, corrections list, resolve — same permissions
 as the pages."""
 
 from __future__ import annotations

@@ -142,7 +142,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             "OUTBOX_POLL_SECONDS": "0.2",
         }
         env.pop("TELEGRAM_BOT_TOKEN", None)
-        # one user through the real command line (INTERFACES §1), the others directly
+        # one user through the real command line (README.md, Commands), the others directly
         done = cli(env, "create-user", "minh", "--role", "site", "--site", "hcm07", "--password-stdin")
         assert done.returncode == 0, done.stderr
         assert "Created console user minh (role site at site HCM07)" in done.stdout

@@ -1,4 +1,4 @@
-"""`python main.py import-doses FILE.csv` (INTERFACES §5) on SQLite and PostgreSQL.
+"""`python main.py import-doses FILE.csv` (docs/import-file.md) on SQLite and PostgreSQL.
 
 The CLI runs through `main.main`, with DATABASE_URL pointing at the test database; what landed
 is read back through EmbeddedRegistry. Payload files live in `import_files/`.

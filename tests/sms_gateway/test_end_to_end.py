@@ -143,7 +143,7 @@ def test_login_status_certificate_report_over_the_real_service(
 
         # checked by SMS (signed like Twilio signs it)
         answers = SmsPhone(client, settings, base, AN_PHONE).send(f"kq {ref[0].lower()}")
-        # no site named: routed to the site of the latest dose (INTERFACES §9)
+        # no site named: routed to the site of the latest dose (docs/http-api.md, Corrections)
         assert answers == [f"{ref[0]}: dang xu ly tai Benh vien Bach Mai, hen tra loi " + answers[0][-11:]]
         assert re.fullmatch(r"\d\d/\d\d/\d{4}\.", answers[0][-11:])
 

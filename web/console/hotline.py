@@ -146,7 +146,7 @@ async def send_link(
 
 
 async def send_code(console: Any, user: ConsoleUser, person_id: str, language: str = "vi") -> SentLink:
-    """The certificate code by SMS to the registry's phone for the person (INTERFACES §7 `MA`)."""
+    """The certificate code by SMS to the registry's phone for the person (the SMS keyword `MA`, docs/sms-keywords.md)."""
     person = await console.registry.get_person(person_id)
     doses = await console.registry.list_doses(person.id)
     if not doses:

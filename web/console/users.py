@@ -1,4 +1,4 @@
-"""Console users: the store, and the `create-user` command (INTERFACES §1)."""
+"""Console users: the store, and the `create-user` command (README.md, Commands)."""
 
 from __future__ import annotations
 
