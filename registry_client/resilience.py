@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from registry_client import refs
+from registry_client.case_pages import CasePage, QueueQuery, page_in_memory
 from registry_client.clock import Clock, service_date, utc_now
 from registry_client.errors import RegistryError, RegistryUnavailable
 from registry_client.models import (
@@ -369,6 +370,13 @@ class ResilientRegistry:
 
     async def list_corrections(self, query: CorrectionQuery) -> list[CorrectionCase]:
         return await self._read(("cases", query), lambda: self.inner.list_corrections(query))
+
+    async def page_corrections(self, query: QueueQuery) -> CasePage:
+        """A queue page with its total: in the backend when it can (SQL), else filtered here."""
+        native = getattr(self.inner, "page_corrections", None)
+        if native is not None:
+            return await self._read(("page", query), lambda: native(query))
+        return await self._read(("page", query), lambda: page_in_memory(self.inner, query))
 
     # -- writes -------------------------------------------------------------------------------
     async def create_person(self, new: NewPerson, actor: str) -> Person:

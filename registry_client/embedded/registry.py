@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from db.fast_access import FastAccess
 from registry_client import refs
+from registry_client.case_pages import CasePage, QueueQuery
 from registry_client.clock import Clock, utc_now
 from registry_client.dose_validation import validated_dose
-from registry_client.embedded import convert, fast_reads
+from registry_client.embedded import case_pages, convert, fast_reads
 from registry_client.embedded.dose_matching import case_closed_by_dose, dose_data, import_resolution_note
 from registry_client.embedded.tables import (
     AuditRow,
@@ -436,6 +437,19 @@ class EmbeddedRegistry:
                 stmt = stmt.where(CaseRow.resolved_at >= query.resolved_since)
             stmt = stmt.order_by(CaseRow.due_on, CaseRow.created_at).limit(query.limit)
             return [await self._load_case(session, r) for r in (await session.scalars(stmt)).all()]
+
+        return await self._run(op)
+
+    async def page_corrections(self, query: QueueQuery) -> CasePage:
+        """A queue page filtered, counted and cut in SQL (registry_client/case_pages.py)."""
+        person = _person_id(query.base.person_id) if query.base.person_id is not None else None
+
+        async def op(session: AsyncSession) -> CasePage:
+            stmt = case_pages.matching_cases(query, person)
+            total = int(await session.scalar(case_pages.count_of(stmt)) or 0)
+            rows = (await session.scalars(case_pages.page_of(stmt, query))).all()
+            cases = [await self._load_case(session, r) for r in rows]
+            return CasePage(cases, total, query.offset, query.limit)
 
         return await self._run(op)
 

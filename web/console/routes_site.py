@@ -3,13 +3,17 @@ attachments, bulk approve."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import File, Form, UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from certificates.dose_series import next_dose_number
+from registry_client.case_pages import CasePage, QueueQuery
 from registry_client.errors import InvalidRequest
 from registry_client.models import OPEN_STATUSES, AuditEntry, CaseKind, CaseStatus, CorrectionQuery
 from registry_client.vaccines import PRODUCTS, lookup_product
@@ -33,17 +37,22 @@ STATUS_FILTERS = {
 }
 
 
-def _matches(case, q: str) -> bool:  # type: ignore[no-untyped-def]
-    q = q.casefold()
-    fields = (
-        case.ref,
-        case.claimed_name,
-        case.claimed_national_id,
-        case.contact_phone,
-        case.description,
-        case.claimed.vaccine,
-    )
-    return any(q in (f or "").casefold() for f in fields)
+PAGE_SIZE = 50
+
+
+def sla_filter(sla: str, statuses: frozenset[CaseStatus] | None, today: date) -> dict[str, Any]:
+    """The statuses and due-date range an SLA state means, for the queue query."""
+    open_only = OPEN_STATUSES if statuses is None else statuses & OPEN_STATUSES
+    if sla == SlaState.OVERDUE:
+        return {"statuses": open_only, "due_to": today - timedelta(days=1)}
+    if sla == SlaState.DUE_TODAY:
+        return {"statuses": open_only, "due_from": today, "due_to": today}
+    if sla == SlaState.ON_TIME:
+        return {"statuses": open_only, "due_from": today + timedelta(days=1)}
+    if sla == SlaState.CLOSED:
+        closed = STATUS_FILTERS["closed"]
+        return {"statuses": closed if statuses is None else statuses & closed}
+    return {"statuses": statuses}
 
 
 @router.get("/agent/queue")
@@ -55,25 +64,30 @@ async def queue(
     sla: str = "",
     kind: str = "",
     q: str = "",
+    page: str = "1",
 ) -> Response:
+    """The queue, filtered, counted and paged by the registry (never cut before filtering)."""
     console = request.app.state.console
     scope = queue_scope(info.user, site[:32])
-    statuses = STATUS_FILTERS.get(status, OPEN_STATUSES)
-    query = CorrectionQuery(
-        statuses=statuses,
-        site_code=scope if scope not in (None, HOTLINE) else None,
-        hotline_queue=scope == HOTLINE,
-        limit=500,
-    )
-    cases = await console.registry.list_corrections(query)
     today = console.today()
-    if sla in {s.value for s in SlaState}:
-        cases = [c for c in cases if sla_state(c, today) == sla]
-    if kind in {k.value for k in CaseKind}:
-        cases = [c for c in cases if c.kind == kind]
-    q = q.strip()[:60]
-    if q:
-        cases = [c for c in cases if _matches(c, q)]
+    sla = sla if sla in {s.value for s in SlaState} else ""
+    kind = kind if kind in {k.value for k in CaseKind} else ""
+    number = int(page) if page.isdigit() and 0 < len(page) < 7 else 1
+    shape = sla_filter(sla, STATUS_FILTERS.get(status, OPEN_STATUSES), today)
+    query = QueueQuery(
+        CorrectionQuery(
+            statuses=shape.pop("statuses"),
+            site_code=scope if scope not in (None, HOTLINE) else None,
+            hotline_queue=scope == HOTLINE,
+        ),
+        kind=CaseKind(kind) if kind else None,
+        text=q,
+        offset=(number - 1) * PAGE_SIZE,
+        limit=PAGE_SIZE,
+        **shape,
+    )
+    found = await console.registry.page_corrections(query)
+    cases, q = found.cases, query.text
     sites = await console.registry.list_sites()
     return render(
         request,
@@ -86,6 +100,9 @@ async def queue(
             "scope_name": next((s.name for s in sites if s.code == scope), ""),
             "sites": sites,
             "filters": {"site": site[:32], "status": status, "sla": sla, "kind": kind, "q": q},
+            "page": found,
+            "page_number": number,
+            "page_links": _page_links(request, number, found),
             "kinds": list(CaseKind),
             "products": PRODUCTS,
             "can_bulk": info.user.role in (Role.SITE, Role.ADMIN) and scope not in (None, HOTLINE),
@@ -133,6 +150,20 @@ async def start_review(request: Request, info: AnyForm, ref: str) -> Response:
     except InvalidRequest as exc:
         return _refused(console, ref, exc)
     return redirect(_case_url(case.ref), console.flash, "review_started", ref=case.ref)
+
+
+def _page_links(request: Request, number: int, found: CasePage) -> dict[str, str]:
+    """Links to the previous and next queue pages, the filters kept."""
+
+    def to(page: int) -> str:
+        return "/agent/queue?" + urlencode({**request.query_params, "page": str(page)})
+
+    links = {}
+    if found.has_previous:
+        links["previous"] = to(number - 1)
+    if found.has_next:
+        links["next"] = to(number + 1)
+    return links
 
 
 def _case_url(ref: str) -> str:
