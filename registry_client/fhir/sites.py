@@ -56,13 +56,18 @@ def code_of(resource: Json, system: str) -> str | None:
     return None
 
 
+def _address(resource: Json) -> Json:
+    """Location.address is one Address, Organization.address a list of them."""
+    address = resource.get("address") or {}
+    if isinstance(address, list):
+        address = address[0] if address else {}
+    return address if isinstance(address, dict) else {}
+
+
 def _site_of(resource: Json, code: str, fallback: Site | None = None) -> Site:
+    """The site of a Location or Organization; what it lacks comes from `fallback`."""
     name = resource.get("name") or (fallback.name if fallback else None) or code
-    province = (resource.get("address") or {}) if resource.get("resourceType") == "Location" else None
-    if province is None:
-        addresses = resource.get("address") or []
-        province = addresses[0] if addresses else {}
-    state = province.get("state") or (fallback.province if fallback else None)
+    state = _address(resource).get("state") or (fallback.province if fallback else None)
     return Site(code=code, name=str(name), province=state)
 
 
