@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from db.fast_access import FastAccess
 from registry_client import refs
 from registry_client.case_pages import CasePage, QueueQuery
-from registry_client.clock import Clock, utc_now
+from registry_client.clock import Clock, service_date, utc_now
 from registry_client.dose_validation import validated_dose
 from registry_client.embedded import case_pages, convert, fast_reads
 from registry_client.embedded.dose_matching import case_closed_by_dose, dose_data, import_resolution_note
@@ -402,7 +402,7 @@ class EmbeddedRegistry:
                 language=new.language,
                 status=CaseStatus.ROUTED.value,
                 site_code=site_code,
-                due_on=add_working_days(now.date(), self._sla_days),
+                due_on=add_working_days(service_date(now), self._sla_days),  # days in Viet Nam
                 created_at=now,
                 updated_at=now,
             )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import date
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -28,6 +30,26 @@ class TestEmbeddedRegistry(RegistryContract):
                 return [(r.actor, r.action, r.detail) for r in rows.all()]
 
         return read
+
+    async def test_due_dates_count_days_in_viet_nam(self, registry: EmbeddedRegistry) -> None:
+        """18:30 UTC on Monday 9 March is 01:30 on Tuesday 10 March in Viet Nam: five working days
+        from Tuesday is Tuesday 17 March (counted from the UTC Monday it would be the 16th)."""
+        from datetime import UTC, datetime
+
+        from registry_client.resilience import PendingWrites, ResilientRegistry
+        from tests.registry_client.contract import missing_dose_report
+
+        now = datetime(2026, 3, 9, 18, 30, tzinfo=UTC)
+        registry._clock = lambda: now
+        person = await seed_person(registry)
+        case = await registry.submit_correction(missing_dose_report(person.id))
+        assert case.due_on == date(2026, 3, 17)
+        # and a report queued while the registry is down gets the same provisional due date
+        queued = ResilientRegistry(
+            registry, PendingWrites(registry._sessions, Path("unused")), clock=lambda: now
+        )
+        provisional = queued._provisional_case(missing_dose_report(person.id, ref="PA-TEST-01"))
+        assert provisional.due_on == date(2026, 3, 17)
 
     async def test_audit_is_stored(self, registry: EmbeddedRegistry) -> None:
         from registry_client.models import AuditEntry
