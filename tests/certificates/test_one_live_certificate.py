@@ -7,19 +7,25 @@ index on the person's unrevoked certificate)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import date
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
-from sqlalchemy import func, select
+from alembic import command
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from certificates.service import build_certificate_service
 from certificates.tables import IssuedCertificateRow
-from db.base import make_async_engine, make_sessionmaker
+from db.base import make_async_engine, make_sessionmaker, make_sync_engine
+from db.migrate import alembic_config, migrate
 from registry_client.embedded.registry import EmbeddedRegistry
 from registry_client.models import DoseSource, NewDose, NewPerson, Sex, Site
 from tests.certificates.conftest import make_settings
+from tests.conftest import PG_ADMIN_URL
 
 PERSONS = 8
 
@@ -100,3 +106,47 @@ async def test_the_database_refuses_a_second_live_certificate(db_url: str) -> No
                 session.add(row("URN:UVCI:01:VN:B"))
     finally:
         await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    name = f"vaxold_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"{PG_ADMIN_URL.rsplit('/', 1)[0].replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_the_migration_revokes_duplicates_left_by_earlier_versions(empty_database: str) -> None:
+    """A database where two workers once left two live certificates for a person: the migration
+    keeps the newest live, revokes the other (so /api/verify says so), then adds the index."""
+    config = alembic_config(empty_database)
+    command.upgrade(config, "0002")  # the certificates table as earlier versions had it
+    engine = make_sync_engine(empty_database)
+    try:
+        insert = text(
+            "INSERT INTO issued_certificates (person_id, uvci, fingerprint, kid, issued_at, expires_at,"
+            " dose_count, latest_dose_on, hc1) VALUES (:p, :u, 'f', '00', :at, :at, 1, :d, 'HC1:x')"
+        )
+        at, day = datetime(2026, 1, 1, tzinfo=UTC), date(2021, 9, 1)
+        with engine.begin() as conn:
+            for person, uvci in (("p1", "A"), ("p1", "B"), ("p2", "C")):
+                conn.execute(insert, {"p": person, "u": uvci, "at": at, "d": day})
+        migrate(empty_database)
+        with engine.begin() as conn:
+            rows = conn.execute(
+                text("SELECT uvci, revoked_at IS NULL, revoke_reason FROM issued_certificates ORDER BY uvci")
+            ).all()
+            assert [tuple(r) for r in rows] == [
+                ("A", False, "superseded by correction/import"),
+                ("B", True, None),
+                ("C", True, None),
+            ]
+            with pytest.raises(IntegrityError):
+                conn.execute(insert, {"p": "p1", "u": "D", "at": at, "d": day})
+    finally:
+        engine.dispose()
