@@ -296,3 +296,36 @@ def test_vaccine_codes_follow_the_eu_value_set() -> None:
         coding = codes.vaccine_code(product(code))["coding"]
         assert codes.product_from_coding(coding, None) == code  # type: ignore[arg-type]
     assert codes.product_from_coding([{"system": codes.CVX, "code": "511"}], None) == "CoronaVac"
+
+
+async def test_what_the_citizen_was_told_is_a_communication_about_the_task(
+    fhir_server: FhirTestServer, fhir_registry: FhirRegistry
+) -> None:
+    from datetime import UTC, datetime
+
+    from registry_client.models import CaseNotice
+
+    person = await seed_person(fhir_registry)
+    await fhir_registry.upsert_site(HN)
+    case = await fhir_registry.submit_correction(missing_dose_report(person.id, site="HN001"))
+    notice = CaseNotice(
+        ref=case.ref,
+        person_id=person.id,
+        channel="sms",
+        address="+84901234567",
+        text=f"VaxChannel: report {case.ref} not approved. Reason: no such dose.",
+        topics=("report-rejected",),
+        at=datetime(2021, 10, 1, 9, 30, tzinfo=UTC),
+    )
+    await fhir_registry.record_notice(notice)
+    await fhir_registry.record_notice(notice)  # told once, kept once
+    (entry,) = read(fhir_server, "Communication")["entry"]
+    communication = entry["resource"]
+    task_id = read(fhir_server, "Task", identifier=f"{codes.CASE_REF}|{case.ref}")["entry"][0]["resource"][
+        "id"
+    ]
+    assert communication["partOf"][0]["reference"] == f"Task/{task_id}"
+    assert communication["sent"] == "2021-10-01T09:30:00.000Z"
+    assert communication["category"][0]["coding"][0]["code"] == "report-rejected"
+    assert communication["medium"][0]["text"] == "SMS"
+    assert_valid_r4(fhir_server.written())

@@ -316,3 +316,10 @@ def test_smart_auth_setting_parsing(tmp_path: Path) -> None:
     (tmp_path / "p256.pem").write_bytes(p256)
     with pytest.raises(RegistryUnavailable, match="EC P-384 key"):
         load_client_key(tmp_path / "p256.pem")
+
+
+async def test_concurrent_first_calls_share_one_token(
+    registered: FhirTestServer, smart_registry: FhirRegistry
+) -> None:
+    await asyncio.gather(*(smart_registry.find_persons_by_phone(f"+8490123456{i}") for i in range(8)))
+    assert registered.smart_stats()["token_requests"] == 1
