@@ -75,6 +75,7 @@ def _read_upload(path: str) -> bytes | None:
 
 
 MAX_ATTEMPTS = 5  # versioned updates: tries before giving up with Conflict
+SITES_SHOWN = 50  # `registry check` lists at most this many sites
 
 
 class FhirRegistry:
@@ -699,9 +700,11 @@ class FhirRegistry:
             return lines
         if not records:
             lines.append(("sites", f"none with an identifier under {self._systems.site}"))
-        for record in records:
+        for record in records[:SITES_SHOWN]:
             held = " + ".join(r.split("/")[0] for r in record.references())
             lines.append(("site", f"{record.code} {record.site.name} ({held})"))
+        if len(records) > SITES_SHOWN:
+            lines.append(("site", f"… and {len(records) - SITES_SHOWN} more ({len(records)} in all)"))
         return lines
 
     async def close(self) -> None:
