@@ -67,7 +67,9 @@ async def begin_enter_code(ctx: Context) -> None:
 
 
 async def begin_by_phone(ctx: Context, phone_text: str) -> None:
-    """Telegram: the user shared their own number; a code goes to it when the registry holds it."""
+    """Telegram: the user shared their own number; a code goes to it when the registry holds it.
+    What the user asked for before logging in (`/status` …) still follows the right code."""
+    then = ctx.state.data.get("then") if ctx.state.flow == NAME else None
     phone = normalize_phone(phone_text)
     counters, key = ctx.services.counters, _not_found_key(ctx)
     caller = await _try_budget(ctx, key, NOT_FOUND_LIMIT, NOT_FOUND_WINDOW)
@@ -81,10 +83,10 @@ async def begin_by_phone(ctx: Context, phone_text: str) -> None:
             _limited(ctx, blocked)
             return
         ctx.say("login.phone_not_found")
-        await begin(ctx, None)
+        await begin(ctx, then)
         return
     await counters.give_back(key)
-    ctx.start_flow(NAME, "code", then=None, by_phone=phone)
+    ctx.start_flow(NAME, "code", then=then, by_phone=phone)
     await _send_code(ctx, holders[0], phone, sent_key="login.phone_code_sent")
 
 

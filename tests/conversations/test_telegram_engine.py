@@ -66,3 +66,27 @@ async def test_unknown_command_and_help(stack: Stack) -> None:
     assert "/status" in await phone.command("help")
     assert "/status" in await phone.command("frobnicate")
     assert (await phone.command("start")).startswith("Chào bạn!")
+
+
+async def test_status_asked_before_sharing_the_phone_follows_the_code(stack: Stack) -> None:
+    """/status → share my number → code: the status asked for, not the main menu (as SMS and USSD)."""
+    phone = Phone(stack, Channel.TELEGRAM, CHAT)
+    asked = await phone.command("status")
+    assert "CCCD" in asked  # not logged in: the login asks for the ID (or the shared number)
+    turn = await stack.service.handle(Inbound(Channel.TELEGRAM, CHAT, shared_phone="+84901234567"))
+    assert "Mã 6 số đã gửi qua SMS tới số điện thoại bạn chia sẻ" in turn.replies[-1].text
+    await phone.send(PINNED_CODE)
+    assert phone.last_turn is not None
+    verified, status = phone.last_turn.replies[0], phone.last_turn.replies[-1]
+    assert verified.text == "Đã xác thực số điện thoại 09******67."
+    assert status.text.startswith("Nguyễn Văn An, CCCD 001******345:"), status.text
+
+
+async def test_a_number_not_on_record_keeps_the_request_for_the_id_login(stack: Stack) -> None:
+    phone = Phone(stack, Channel.TELEGRAM, CHAT)
+    await phone.command("status")
+    await stack.service.handle(Inbound(Channel.TELEGRAM, CHAT, shared_phone="+84900000001"))
+    await phone.send("001085012345")
+    await phone.send("14031985")
+    done = await phone.send(PINNED_CODE)
+    assert "Nguyễn Văn An, CCCD 001******345:" in done, done
