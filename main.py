@@ -44,11 +44,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             port=settings.port,
             workers=args.workers,
             log_config=None,
+            access_log=False,  # the app writes its own (ACCESS_LOG)
         )
     else:
         from app import create_app
 
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+        uvicorn.run(
+            create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
+        )
     return 0
 
 
