@@ -31,7 +31,6 @@ from web import certificate_pages, observability, verify_code
 from web.console.wiring import install_console, setup_console
 from web.request_errors import MAX_REQUEST_BYTES, install_request_error_handlers
 from web.security_headers import SecurityHeadersMiddleware
-from web.webhook_fast_path import WEBHOOK_PATHS, install_webhook_fast_path
 
 log = logging.getLogger("vaxchannel")
 
@@ -47,8 +46,9 @@ async def _every(interval: float, name: str, tick: Callable[[], Awaitable[object
         await asyncio.sleep(interval)
 
 
-def channel_auth_lines(settings: Settings) -> list[str]:
-    """How each channel knows its callers, one line each, for the start banner (never a secret)."""
+def channel_auth_lines(settings: Settings, local_telegram: bool = False) -> list[str]:
+    """How each channel knows its callers, one line each, for the start banner (never a secret).
+    `local_telegram`: without a token, Telegram runs against the service's own Bot API stand-in."""
     data_dir = settings.data_dir
     ussd = (
         "gateway token from USSD_GATEWAY_TOKEN"
@@ -60,7 +60,12 @@ def channel_auth_lines(settings: Settings) -> list[str]:
         if settings.twilio_auth_token
         else "gateway token, as for USSD (TWILIO_AUTH_TOKEN unset)"
     )
-    if not settings.telegram_bot_token:
+    if not settings.telegram_bot_token and local_telegram:
+        telegram = (
+            f"local Bot API stand-in (TELEGRAM_BOT_TOKEN unset): webhook with secret from "
+            f"DATA_DIR/{TELEGRAM_SECRET_FILE}; the stand-in demands DATA_DIR/telegram_local_bot_token"
+        )
+    elif not settings.telegram_bot_token:
         telegram = "disabled (TELEGRAM_BOT_TOKEN unset)"
     elif settings.telegram_mode == "polling":
         telegram = "polling (no webhook route)"
@@ -79,7 +84,9 @@ def channel_auth_lines(settings: Settings) -> list[str]:
     ]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, local_telegram: bool = False) -> FastAPI:
+    """`local_telegram`: without TELEGRAM_BOT_TOKEN, run Telegram against a Bot API stand-in of
+    this process (`python main.py` with one worker; see bot/local_telegram.py)."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -102,8 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         wire_conversations(settings, state, background)  # state.conversations, state.case_notifier
         # -- channels (sms_gateway/, bot/): state.sms, state.telegram ----------------------
         wire_sms(settings, state, background)  # state.outbox_worker (senders["sms"]), state.sms_sender
-        state.telegram = await start_telegram(settings, state, background)
-        for line in channel_auth_lines(settings):  # how each channel knows its callers (no secret)
+        state.telegram = await start_telegram(settings, state, background, local_stand_in=local_telegram)
+        for line in channel_auth_lines(settings, local_telegram):  # how each channel knows its callers (no secret)
             log.info("callers authenticated by: %s", " ".join(line.split()))
         # -- console (web/console/): state.console -----------------------------------------
         setup_console(state)
@@ -128,6 +135,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await task
             if getattr(state, "telegram", None) is not None:
                 await state.telegram.stop()
+            if getattr(state, "telegram_stand_in", None) is not None:
+                state.telegram_stand_in.stop()
             if getattr(state, "conversations", None) is not None:
                 await state.conversations.aclose()  # writes queued audit lines first
             await state.registry.close()
@@ -135,7 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="VaxChannel", version="0.1.0", lifespan=lifespan, max_body_size=MAX_REQUEST_BYTES)
     install_request_error_handlers(app)  # malformed requests: 4xx, never 500
-    app.add_middleware(observability.MetricsMiddleware, access_log=settings.access_log)
+    app.add_middleware(observability.MetricsMiddleware)
     if settings.metrics_token:  # /metrics and the API docs for the operator only
         app.add_middleware(observability.OperatorPagesGuard, token=settings.metrics_token)
     app.add_middleware(SecurityHeadersMiddleware)  # CSP, frames, nosniff, referrer on every response
@@ -145,8 +154,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_console(app)
     app.include_router(certificate_pages.router)
     app.include_router(telegram_routes.router)
-    # the gateways' webhooks skip routing, dependencies and console middleware (same answers)
-    install_webhook_fast_path(app, WEBHOOK_PATHS, access_log=settings.access_log)
     return app
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from settings import Settings
+from settings import Settings, main_command
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -25,15 +25,18 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         if loaded:
             print(f"Loaded the demo data set ({loaded} persons). See README.md for the demo identities.")
     base = settings.public_base_url.rstrip("/")
+    local_telegram = args.workers <= 1 and not settings.telegram_bot_token
+    simulate = main_command("simulate", "ussd", "--phone", "+84901234567")
     print(
         f"VaxChannel on http://{settings.host}:{settings.port}\n"
         f"  agent console : {base}/agent/\n"
         f"  verify page   : {base}/verify\n"
         f"  API docs      : {base}/docs\n"
         f"  health        : {base}/healthz\n"
-        f"  simulator     : python main.py simulate ussd --phone +84901234567   (or sms / telegram)\n"
+        f"  simulator     : {simulate}   (or sms / telegram)\n"
         f"  outbound SMS  : {'Twilio' if settings.twilio_enabled else 'local outbox (shown by the simulator and console)'}\n"
-        "Callers of each channel are authenticated by:\n" + "\n".join(channel_auth_lines(settings)),
+        "Callers of each channel are authenticated by:\n"
+        + "\n".join(channel_auth_lines(settings, local_telegram)),
         flush=True,
     )
     if args.workers > 1:
@@ -44,14 +47,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             port=settings.port,
             workers=args.workers,
             log_config=None,
-            access_log=False,  # the app writes its own (ACCESS_LOG)
         )
     else:
         from app import create_app
 
-        uvicorn.run(
-            create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
-        )
+        app = create_app(settings, local_telegram=local_telegram)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None)
     return 0
 
 

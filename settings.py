@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import sys
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -67,7 +70,6 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = 1.0
     escalation_interval_seconds: float = 300.0
     run_workers: bool = True
-    access_log: bool = True  # one line per request (web/observability.py, AccessLog)
 
     @field_validator("telegram_webhook_secret")
     @classmethod
@@ -126,6 +128,23 @@ class Settings(BaseSettings):
 GATEWAY_TOKEN_FILE = "gateway_token"
 TELEGRAM_SECRET_FILE = "telegram_webhook_secret"
 _TELEGRAM_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
+def main_command(*args: str) -> str:
+    """`<python> main.py <args>` exactly as it runs from the current directory with the interpreter
+    running now (`.venv/bin/python main.py …` in the quick start): what banners and hints print."""
+
+    def shown(path: str) -> str:
+        relative = os.path.relpath(path)
+        return relative if not relative.startswith("..") else path
+
+    python = shown(os.path.abspath(sys.executable))  # not resolved: a venv's python is a symlink
+    if os.sep not in python:
+        python = "." + os.sep + python
+    return " ".join(shlex.quote(part) for part in (python, shown(str(_MAIN)), *args))
+
+
+_MAIN = Path(__file__).resolve().parent / "main.py"
 
 
 def load_settings(**overrides: object) -> Settings:

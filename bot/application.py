@@ -25,7 +25,7 @@ from bot.inbound import Notice, to_inbound, user_language
 from bot.processed_updates import ProcessedUpdates
 from bot.render import contact_keyboard, render_turn, send_text
 from bot.sender import TelegramSender, Unreachable
-from conversations.model import Inbound, Turn
+from conversations.model import Channel, Inbound, Turn
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,8 @@ PROCESSED, DUPLICATE, RETRY = "processed", "duplicate", "retry"
 
 class Engine(Protocol):
     async def handle(self, inbound: Inbound) -> Turn: ...
+
+    async def language_of(self, channel: Channel, address: str) -> str | None: ...
 
 
 def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any, Any]:
@@ -60,8 +62,10 @@ class TelegramChannel:
         sessions: async_sessionmaker[AsyncSession],
         engine: Callable[[], Engine],
         on_unreachable: Unreachable | None = None,
+        local_stand_in: bool = False,
     ) -> None:
         self.settings = settings
+        self.local_stand_in = local_stand_in  # talks to the service's own Bot API stand-in
         self.engine = engine
         self.on_unreachable = on_unreachable
         self.uploads = Path(settings.data_dir) / "uploads"
@@ -99,7 +103,7 @@ class TelegramChannel:
             await self.application.initialize()
             self._initialized = True
         await register_commands(self.bot)
-        self.delivery = await configure_delivery(self.bot, self.settings)
+        self.delivery = await configure_delivery(self.bot, self.settings, self.local_stand_in)
         if not self.application.running:
             await self.application.start()
         self.ready = True
@@ -194,8 +198,12 @@ class TelegramChannel:
             raise
 
     async def _notice(self, notice: Notice) -> None:
-        markup = contact_keyboard(notice.language) if notice.kind == "foreign_contact" else None
-        await send_text(self.bot, notice.chat_id, texts.text(notice.kind, notice.language), markup)
+        """Said by the adapter itself, in the language of the user's conversation (the one chosen
+        with /language); a chat with no conversation yet gets its Telegram client's language."""
+        chosen = await self.engine().language_of(Channel.TELEGRAM, str(notice.chat_id))
+        language = chosen or notice.language
+        markup = contact_keyboard(language) if notice.kind == "foreign_contact" else None
+        await send_text(self.bot, notice.chat_id, texts.text(notice.kind, language), markup)
 
     async def _member_changed(self, update: Update) -> None:
         """The user blocked the bot (or unblocked it): stop sending to that chat."""

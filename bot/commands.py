@@ -50,9 +50,12 @@ def webhook_url(settings: Settings) -> str | None:
     return base + WEBHOOK_PATH if base.startswith("https://") else None
 
 
-async def configure_delivery(bot: Bot, settings: Settings) -> str:
+async def configure_delivery(bot: Bot, settings: Settings, local_stand_in: bool = False) -> str:
     """Registers the webhook (webhook mode, https base) or removes it (polling mode). Returns what
-    was done, for the start-up log."""
+    was done, for the start-up log. The service's own stand-in (no TELEGRAM_BOT_TOKEN) needs
+    neither: the simulator posts its updates to the webhook route."""
+    if local_stand_in:
+        return "local Bot API stand-in (updates from `main.py simulate telegram`)"
     if settings.telegram_mode == "polling":
         await bot.delete_webhook(drop_pending_updates=False)
         return "polling (getUpdates)"

@@ -5,11 +5,19 @@ and by the tests. It answers `POST|GET /bot{token}/{method}` with JSON, form-enc
 multipart parameters exactly as the real Bot API accepts them, serves files under
 `/file/bot{token}/{file_path}`, records every call (parameters and uploaded files), and can be
 told to fail: 429 with `retry_after`, 500, or 403 "bot was blocked by the user".
+
+Given a `token` (as the service's own stand-in always is, see bot/local_telegram.py), it answers
+only that token, like the real Bot API (401 otherwise), and offers the simulator two more routes
+under the same token: `GET /simulator/bot{token}/calls?after=N&timeout=S` (the calls recorded
+since N, files base64-encoded; long poll) and `POST /simulator/bot{token}/files?suffix=jpg` (a
+file a user "uploaded", answered with its file_id).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hmac
 import itertools
 import json
 import re
@@ -88,6 +96,27 @@ def _decode_value(value: str) -> Any:
 _SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")  # what setWebhook accepts as secret_token
 
 
+def _call_json(call: Call) -> dict[str, Any]:
+    files = {
+        name: {
+            "filename": f.filename,
+            "content_type": f.content_type,
+            "data": base64.b64encode(f.data).decode(),
+        }
+        for name, f in call.files.items()
+    }
+    return {"method": call.method, "params": call.params, "files": files, "at": call.at}
+
+
+def call_from_json(data: dict[str, Any], token: str = "") -> Call:
+    """The inverse of what `/simulator/bot{token}/calls` sends."""
+    files = {
+        name: UploadedFile(f["filename"], f["content_type"], base64.b64decode(f["data"]))
+        for name, f in data.get("files", {}).items()
+    }
+    return Call(data["method"], data.get("params", {}), files, token, float(data.get("at", 0)))
+
+
 def error_body(kind: str, retry_after: int = 0) -> tuple[int, dict[str, Any]]:
     if kind == "429":
         return 429, {
@@ -104,9 +133,13 @@ def error_body(kind: str, retry_after: int = 0) -> tuple[int, dict[str, Any]]:
 class LocalBotApi:
     """The stand-in. `start()` serves it on 127.0.0.1 in a thread; `base_url` is TELEGRAM_API_BASE."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, token: str | None = None, max_calls: int | None = None
+    ) -> None:
         self.host, self.port = host, port
+        self.token, self.max_calls = token, max_calls
         self.calls: list[Call] = []
+        self.dropped_calls = 0  # calls forgotten (max_calls): `calls[i]` is call number dropped_calls + i
         self.files: dict[str, StoredFile] = {}
         self.updates: list[dict[str, Any]] = []  # queue served by getUpdates (polling mode)
         self.webhook: dict[str, Any] = {}
@@ -114,12 +147,15 @@ class LocalBotApi:
         self._faults = _Faults()
         self._lock = threading.Condition()
         self._message_ids = itertools.count(1001)
+        self._file_numbers = itertools.count(0)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.app = Starlette(
             routes=[
                 Route("/bot{token}/{method}", self._api, methods=["GET", "POST"]),
                 Route("/file/bot{token}/{file_path:path}", self._download, methods=["GET"]),
+                Route("/simulator/bot{token}/calls", self._calls_since, methods=["GET"]),
+                Route("/simulator/bot{token}/files", self._upload, methods=["POST"]),
             ]
         )
 
@@ -178,9 +214,11 @@ class LocalBotApi:
         file_id = file_id or f"AgAC{uuid.uuid4().hex}"
         with self._lock:
             stored = StoredFile(
-                file_id, f"AQAD{uuid.uuid4().hex[:12]}", f"photos/file_{len(self.files)}.{suffix}", data
+                file_id, f"AQAD{uuid.uuid4().hex[:12]}", f"photos/file_{next(self._file_numbers)}.{suffix}", data
             )
             self.files[file_id] = stored
+            while self.max_calls is not None and len(self.files) > self.max_calls:
+                del self.files[next(iter(self.files))]  # the oldest
             return stored
 
     def push_update(self, update: dict[str, Any]) -> None:
@@ -249,7 +287,26 @@ class LocalBotApi:
                 return failure
         return None
 
+    def _refused(self, request: Request) -> Response | None:
+        """401 as the real Bot API answers a wrong token (only when this stand-in has one)."""
+        if self.token is None or hmac.compare_digest(
+            request.path_params["token"].encode(), self.token.encode()
+        ):
+            return None
+        return JSONResponse({"ok": False, "error_code": 401, "description": "Unauthorized"}, 401)
+
+    def _record(self, call: Call) -> None:
+        with self._lock:
+            self.calls.append(call)
+            if self.max_calls is not None and len(self.calls) > self.max_calls:
+                drop = len(self.calls) - self.max_calls
+                del self.calls[:drop]
+                self.dropped_calls += drop
+            self._lock.notify_all()
+
     async def _api(self, request: Request) -> Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
         token, method = request.path_params["token"], request.path_params["method"]
         try:
             params, files = await self._params(request)
@@ -258,9 +315,7 @@ class LocalBotApi:
                 {"ok": False, "error_code": 400, "description": "Bad Request: can't parse JSON"}, 400
             )
         call = Call(method, params, files, token, time.time())
-        with self._lock:
-            self.calls.append(call)
-            self._lock.notify_all()
+        self._record(call)
         for listener in list(self.listeners):
             listener(call)
         failure = self._fault_for(method.lower(), params)
@@ -279,11 +334,43 @@ class LocalBotApi:
         return JSONResponse({"ok": True, "result": result})
 
     async def _download(self, request: Request) -> Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
         path = request.path_params["file_path"]
         for stored in list(self.files.values()):
             if stored.file_path == path:
                 return Response(stored.data, media_type="application/octet-stream")
         return JSONResponse({"ok": False, "error_code": 404, "description": "Not Found"}, 404)
+
+    async def _calls_since(self, request: Request) -> Response:
+        """For the simulator: the calls recorded after number `after` (waits up to `timeout` s)."""
+        if (refused := self._refused(request)) is not None:
+            return refused
+        try:
+            after = max(int(request.query_params.get("after", "0")), 0)
+            timeout = min(max(float(request.query_params.get("timeout", "0")), 0.0), 25.0)
+        except ValueError:
+            return JSONResponse({"ok": False, "error_code": 400, "description": "Bad Request: after"}, 400)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                start = max(after - self.dropped_calls, 0)
+                found = self.calls[start:]
+                upto = self.dropped_calls + len(self.calls)
+            if found or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        return JSONResponse({"ok": True, "result": [_call_json(c) for c in found], "next": upto})
+
+    async def _upload(self, request: Request) -> Response:
+        """For the simulator: stores a file a user sends (a photo, a document); answers its ids."""
+        if (refused := self._refused(request)) is not None:
+            return refused
+        suffix = re.sub(r"[^A-Za-z0-9]", "", request.query_params.get("suffix", "jpg"))[:5] or "bin"
+        stored = self.add_file(await request.body(), suffix=suffix)
+        return JSONResponse(
+            {"ok": True, "result": {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id}}
+        )
 
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(params.get("offset") or 0)

@@ -1,14 +1,16 @@
 """`python main.py simulate telegram --phone +84…`: a Telegram client in the terminal.
 
-It plays both sides the service talks to: it runs a local Bot API stand-in (bot.local_bot_api),
-posts real `Update` JSON to the service's /telegram/webhook with the webhook secret (found the way
-the service finds it: TELEGRAM_WEBHOOK_SECRET, or the file generated into DATA_DIR), and
-shows what the bot sent through the stand-in, plus the SMS the service queued for the phone.
+It posts real `Update` JSON to the service's /telegram/webhook with the webhook secret (found the
+way the service finds it: TELEGRAM_WEBHOOK_SECRET, or the file generated into DATA_DIR), and shows
+what the bot sent to this user's chat through a local Bot API stand-in, plus the SMS the service
+queued for the phone.
 
-When nothing answers at the service URL, the simulator starts the service itself
-(`python main.py serve` with TELEGRAM_API_BASE pointing at the stand-in) and stops it on exit.
-When a service is already running, it must have been started with TELEGRAM_BOT_TOKEN set and
-TELEGRAM_API_BASE=http://127.0.0.1:PORT; the simulator then serves the stand-in on that port.
+Without TELEGRAM_BOT_TOKEN (the quick start), the service runs that stand-in itself and the
+simulator attaches to it (bot/local_telegram.py: address and token in DATA_DIR); when nothing
+answers at the service URL, the simulator starts the service (`main.py serve`) and stops it on
+exit. With TELEGRAM_BOT_TOKEN set, the simulator serves a stand-in of its own: on the port of a
+local TELEGRAM_API_BASE for a service started with those two variables, or on a free port for a
+service it starts itself.
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.local_bot_api import Call, LocalBotApi
+from bot.local_telegram import LocalBotApiWatch
 from bot.simulated_updates import SimulatedUser
 from conversations.outbound import make_renderer
 from db.base import make_sync_engine
 from outbox.sealing import OutboxSeal
 from outbox.tables import OutboxRow
-from settings import Settings
+from settings import Settings, main_command
 
 SIM_TOKEN = "7000000001:SIMULATOR-local-token"
 HELP = """Type a message and press Enter. Commands start with / (/start /help /status /certificate
@@ -175,7 +178,7 @@ class SmsWatcher(threading.Thread):
                 ).all()
                 for row in rows:
                     self.last = row.id
-                    self.screen.say(f"📱 SMS to {self.phone}: {render(row)}")
+                    self.screen.say(f"  ✉  SMS to {self.phone}: {render(row)}")
         except Exception as exc:  # a locked or busy database: try again on the next tick
             self.screen.say(f"(could not read the outbox: {type(exc).__name__})")
 
@@ -185,10 +188,13 @@ class Simulator:
         self.settings, self.base = settings, (url or settings.public_base_url).rstrip("/")
         self.user = SimulatedUser(phone)
         self.screen = Screen(Path(settings.data_dir) / "simulator" / "telegram")
-        attach = settings.telegram_bot_token and _is_local(settings.telegram_api_base)
-        port = (urlsplit(settings.telegram_api_base).port or 80) if attach else 0
-        self.api = LocalBotApi(port=port)
-        self.api.listeners.append(self.screen.on_call)
+        self.api: LocalBotApi | None = None  # a stand-in of our own (TELEGRAM_BOT_TOKEN set)
+        self.watch: LocalBotApiWatch | None = None  # the service's stand-in (no token)
+        if settings.telegram_bot_token:
+            attach = _is_local(settings.telegram_api_base)
+            port = (urlsplit(settings.telegram_api_base).port or 80) if attach else 0
+            self.api = LocalBotApi(port=port)
+            self.api.listeners.append(self.screen.on_call)
         self.service: subprocess.Popen[bytes] | None = None
         self.http = httpx.Client(timeout=60)
 
@@ -207,10 +213,13 @@ class Simulator:
             "HOST": parts.hostname or "127.0.0.1",
             "PORT": str(parts.port or 80),
             "PUBLIC_BASE_URL": self.base,
-            "TELEGRAM_BOT_TOKEN": self.settings.telegram_bot_token or SIM_TOKEN,
-            "TELEGRAM_API_BASE": self.api.base_url,
-            "TELEGRAM_MODE": "webhook",
         }
+        if self.api is not None:
+            env |= {
+                "TELEGRAM_BOT_TOKEN": self.settings.telegram_bot_token or SIM_TOKEN,
+                "TELEGRAM_API_BASE": self.api.base_url,
+                "TELEGRAM_MODE": "webhook",
+            }
         main = Path(__file__).resolve().parents[1] / "main.py"
         print(f"Starting the service at {self.base} (log: {log}) …", flush=True)
         self.service = subprocess.Popen(
@@ -218,6 +227,8 @@ class Simulator:
         )
 
     def connect(self) -> bool:
+        if self.api is None:
+            return self._connect_to_service_stand_in()
         self.api.start()
         print(f"Local Bot API stand-in on {self.api.base_url}", flush=True)
         if self._service_up():
@@ -225,7 +236,7 @@ class Simulator:
                 print(
                     f"A service already runs at {self.base}, but this shell does not point Telegram at a "
                     "local stand-in. Stop it, or restart it with\n"
-                    f"  TELEGRAM_BOT_TOKEN={SIM_TOKEN} TELEGRAM_API_BASE=http://127.0.0.1:8081 python main.py\n"
+                    f"  TELEGRAM_BOT_TOKEN={SIM_TOKEN} TELEGRAM_API_BASE=http://127.0.0.1:8081 {main_command()}\n"
                     "and run the simulator with the same two variables.",
                     flush=True,
                 )
@@ -236,16 +247,54 @@ class Simulator:
         else:
             self._start_service()
         print("Waiting for the service to reach the Bot API stand-in …", flush=True)
-        deadline = time.monotonic() + 90
+        return self._wait(lambda: self.screen.connected.is_set() and self._post({}, probe=True))
+
+    def _connect_to_service_stand_in(self) -> bool:
+        """No TELEGRAM_BOT_TOKEN: attach to the Bot API stand-in the service runs itself."""
+        if not self._service_up():
+            if not _is_local(self.base):
+                print(f"Nothing answers at {self.base}; start the service first.", flush=True)
+                return False
+            self._start_service()
+            if not self._wait(self._service_up):
+                return False
+        if not self._wait(self._attach, seconds=15 if self.service is not None else 3):
+            print(
+                f"The service at {self.base} runs no Telegram stand-in this simulator can reach: it has "
+                "TELEGRAM_BOT_TOKEN set (a real bot: use Telegram itself), runs several workers, or uses "
+                f"another DATA_DIR than this shell ({self.settings.data_dir}).",
+                flush=True,
+            )
+            return False
+        return self._wait(lambda: self._post({}, probe=True))
+
+    def _attach(self) -> bool:
+        self.watch = LocalBotApiWatch.attach(self.settings, self.user.user_id)
+        if self.watch is None:
+            return False
+        self.watch.listeners.append(self.screen.on_call)
+        self.watch.start()
+        return True
+
+    def _wait(self, ready: Callable[[], bool], seconds: float = 90) -> bool:
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if self.service is not None and self.service.poll() is not None:
                 print("The service exited; see its log.", flush=True)
                 return False
-            if self.screen.connected.is_set() and self._post({}, probe=True):
+            if ready():
                 return True
-            time.sleep(0.5)
-        print("The service did not connect to the stand-in in time.", flush=True)
+            time.sleep(0.3)
+        if self.service is not None or seconds >= 90:
+            print("The service did not get ready in time.", flush=True)
         return False
+
+    def _add_file(self, data: bytes, suffix: str = "jpg") -> tuple[str, str]:
+        if self.watch is not None:
+            return self.watch.add_file(data, suffix)
+        assert self.api is not None
+        stored = self.api.add_file(data, suffix=suffix)
+        return stored.file_id, stored.file_unique_id
 
     def _post(self, update: dict[str, Any], probe: bool = False) -> bool:
         headers = {"X-Telegram-Bot-Api-Secret-Token": self.settings.resolved_telegram_webhook_secret}
@@ -284,14 +333,14 @@ class Simulator:
             self._post(self.user.contact(arg) if arg else self.user.contact())
         elif action == "photo":
             data = Path(arg).read_bytes() if arg else _sample_jpeg()
-            stored = self.api.add_file(data)
-            self._post(self.user.photo(stored.file_id, stored.file_unique_id, len(data)))
+            file_id, unique_id = self._add_file(data)
+            self._post(self.user.photo(file_id, unique_id, len(data)))
         elif action == "doc" and arg:
             path = Path(arg)
             data = path.read_bytes()
             mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            stored = self.api.add_file(data, suffix=path.suffix.lstrip(".") or "bin")
-            self._post(self.user.document(stored.file_id, stored.file_unique_id, len(data), path.name, mime))
+            file_id, unique_id = self._add_file(data, suffix=path.suffix.lstrip(".") or "bin")
+            self._post(self.user.document(file_id, unique_id, len(data), path.name, mime))
         elif action == "sticker":
             self._post(self.user.sticker())
         elif self.screen.keyboard_message is not None:
@@ -315,7 +364,10 @@ class Simulator:
                 self.service.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.service.kill()
-        self.api.stop()
+        if self.watch is not None:
+            self.watch.stop()
+        if self.api is not None:
+            self.api.stop()
 
 
 def run_simulator(settings: Settings, phone: str, url: str | None) -> int:

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.application import TelegramChannel
+from bot.local_telegram import start_local_bot_api
 from conversations.model import Channel
 from settings import Settings
 
@@ -28,17 +29,28 @@ def _unreachable_marker(state: Any) -> Callable[[str], Awaitable[object]]:
     return mark
 
 
-async def start_telegram(settings: Settings, state: Any, background: Background) -> TelegramChannel | None:
+async def start_telegram(
+    settings: Settings, state: Any, background: Background, local_stand_in: bool = False
+) -> TelegramChannel | None:
     """Builds and starts `state.telegram` when TELEGRAM_BOT_TOKEN is set, adds its sender to
     `state.outbox_worker` and its background jobs, and returns it (None when Telegram is not
-    configured: telegram rows then stay in the outbox)."""
-    if not settings.telegram_bot_token:
-        return None
+    configured: telegram rows then stay in the outbox). Without a token and with `local_stand_in`
+    (a single-process `python main.py`), the channel talks to a Bot API stand-in of its own,
+    `state.telegram_stand_in` (bot/local_telegram.py), for `python main.py simulate telegram`."""
+    own_stand_in = not settings.telegram_bot_token
+    if own_stand_in:
+        if not local_stand_in:
+            return None
+        state.telegram_stand_in, settings = start_local_bot_api(settings)
     if settings.telegram_mode == "webhook":
         settings.resolved_telegram_webhook_secret  # noqa: B018 - generated now, not on the first update
     on_unreachable = _unreachable_marker(state)
     channel = TelegramChannel(
-        settings, state.db_sessions, engine=lambda: state.conversations, on_unreachable=on_unreachable
+        settings,
+        state.db_sessions,
+        engine=lambda: state.conversations,
+        on_unreachable=on_unreachable,
+        local_stand_in=own_stand_in,
     )
     worker = getattr(state, "outbox_worker", None)
     if worker is not None:  # notifications to Telegram chats (a report resolved, …)

@@ -100,6 +100,13 @@ class ConversationService:
         async with self.sessions() as db:
             return await db.get(InboundReceiptRow, dedup_key) is not None
 
+    async def language_of(self, channel: Channel, address: str) -> str | None:
+        """The language this caller's conversation uses (chosen in the language menu), or None
+        when there is no conversation yet. Adapters answer what they say themselves in it."""
+        snap = await self.store.load(channel.value, address, now=self.clock(), bindings=False)
+        loaded = snap.loaded
+        return loaded.state.language if loaded is not None and loaded.exists else None
+
     async def handle(self, inbound: Inbound) -> Turn:
         now = self.clock()
         channel = inbound.channel.value

@@ -82,7 +82,7 @@ def test_simulator_starts_the_service_and_shows_the_bots_answers_and_the_sms(
     assert "Starting the service at" in out and "you are a Telegram user whose phone is +84901234567" in out
     assert "🤖 Chào bạn!" in out and "[!1]" in out  # the welcome and the menu buttons
     assert "chỉ nhận số điện thoại của chính bạn" in out and "(type !contact)" in out
-    assert re.search(r"📱 SMS to \+84901234567: VaxChannel: ma xac thuc \d{6}", out), out
+    assert re.search(r"✉  SMS to \+84901234567: VaxChannel: ma xac thuc \d{6}", out), out
     assert "Tôi chỉ đọc được tin nhắn chữ" in out and "/logout" in out
     log = (tmp_path / "var" / "simulator" / "telegram-service.log").read_text()
     assert "Telegram bot @vaxchannel_bot ready" in log

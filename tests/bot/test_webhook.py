@@ -161,6 +161,30 @@ async def test_english_speaking_user_gets_english_adapter_texts(service: Service
     ]
 
 
+async def test_after_choosing_english_a_sticker_is_answered_in_english(service: Service) -> None:
+    """The adapter's own words follow the language chosen with /language, not the client's ("vi")."""
+    sticker = payload("sticker")
+    assert sticker["message"]["from"]["language_code"] == "vi"
+    await service.post(payload("command_start", text="/language", entities=[_command("/language")]))
+    language_menu = service.api.calls_of("sendMessage")[-1]
+    english = [b for row in language_menu.params["reply_markup"]["inline_keyboard"] for b in row][1]
+    assert english["text"] == "English"
+    press = payload("callback_query")
+    press["update_id"] = 824513900
+    press["callback_query"]["data"] = english["callback_data"]
+    press["callback_query"]["message"]["chat"]["id"] = sticker["message"]["chat"]["id"]
+    assert (await service.post(press)).status_code == 200
+    service.api.clear()
+    await service.post(sticker)
+    assert sent_texts(service) == [
+        "I can read text, buttons and photos only. Send /help to see the commands."
+    ]
+
+
+def _command(text: str) -> dict[str, object]:
+    return {"offset": 0, "length": len(text), "type": "bot_command"}
+
+
 async def test_a_command_in_a_group_is_answered_with_an_invitation_to_a_private_chat(
     service: Service,
 ) -> None:
