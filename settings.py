@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     twilio_auth_token: str | None = None
     twilio_from: str | None = None
     twilio_api_base: str = "https://api.twilio.com"
+    # A WhatsApp sender number (E.164). Set: the Twilio webhook also serves `From=whatsapp:+…` and
+    # replies go out `From=whatsapp:<it>`. Unset: no WhatsApp through Twilio (sms_gateway/whatsapp.py).
+    twilio_whatsapp_from: str | None = None
 
     telegram_bot_token: str | None = None
     telegram_api_base: str = "https://api.telegram.org"
@@ -89,6 +92,17 @@ class Settings(BaseSettings):
     @property
     def twilio_enabled(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from)
+
+    @property
+    def whatsapp_enabled(self) -> bool:
+        """TWILIO_WHATSAPP_FROM set; or no Twilio at all (the quick start): then only the local
+        simulator can post WhatsApp messages (gateway token) and the replies stay in the outbox."""
+        return bool(self.twilio_whatsapp_from) or not self.twilio_auth_token
+
+    @property
+    def whatsapp_sending(self) -> bool:
+        """WhatsApp messages go out through Twilio's REST API (else they stay in the local outbox)."""
+        return bool(self.twilio_whatsapp_from and self.twilio_account_sid and self.twilio_auth_token)
 
     @property
     def is_sqlite(self) -> bool:

@@ -162,11 +162,13 @@ class Engine:
 
     # -- fitting the answer into the channel ------------------------------------------------------
     def _fit(self, ctx: Context) -> None:
-        """SMS and USSD get one text per turn within their budget; a longer one is paginated (98)."""
+        """SMS, USSD and WhatsApp get one text per turn within their budget; a longer one is
+        paginated (98)."""
         if ctx.channel in (Channel.TELEGRAM, Channel.VOICE):  # no screen budget: read or shown whole
             return
         reply = merge(ctx.turn.replies)
-        if ctx.config.strip_diacritics:  # once here rather than in every measurement below
+        strip = ctx.config.strip_diacritics and ctx.channel != Channel.WHATSAPP  # WhatsApp keeps them
+        if strip:  # once here rather than in every measurement below
             reply = Reply(
                 strip_diacritics(reply.text),
                 tuple(Option(o.key, strip_diacritics(o.label)) for o in reply.options),
@@ -177,7 +179,7 @@ class Engine:
         if fits(ctx.channel, reply, ctx.turn.end, strip=False):
             return
         more = Option(MORE_KEY, ctx.t("common.more"))
-        if ctx.config.strip_diacritics:
+        if strip:
             more = Option(MORE_KEY, strip_diacritics(more.label))
         pages = paginate(reply.text, reply.options, more, lambda r: fits(ctx.channel, r, False, strip=False))
         ctx.turn.replies = [pages[0]]

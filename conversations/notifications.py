@@ -1,8 +1,9 @@
 """Telling citizens what happened to their report.
 
 A report about a person on record is answered only where the record says the person is: a
-Telegram chat still bound to the person by a code sent to the registered phone (when the report
-came from that chat), else the person's current registered phone. Never the number a report came
+Telegram chat or WhatsApp number still bound to the person by a code sent to the registered phone
+(when the report came from there; WhatsApp only while its 24-hour window is open), else the
+person's current registered phone. Never the number a report came
 from once it is no longer registered, nor a contact number typed by a caller or an agent — an
 outcome may carry a fresh certificate link. A report with no person on record (nothing a link
 could open) is answered on the channel it came from.
@@ -20,6 +21,7 @@ from datetime import timedelta
 from conversations.bindings import BindingStore
 from conversations.i18n import t
 from conversations.ports import CertificatePort
+from conversations.whatsapp_window import WhatsAppWindow
 from outbox.store import OutboundMessage, Outbox
 from registry_client.clock import Clock, utc_now
 from registry_client.errors import RecordNotFound, RegistryError
@@ -40,45 +42,61 @@ class CaseNotifier:
         clock: Clock = utc_now,
         bindings: BindingStore | None = None,
         hotline: str = "",
+        whatsapp: WhatsAppWindow | None = None,
     ) -> None:
         self.outbox, self.registry, self.certificates = outbox, registry, certificates
         self.bindings = bindings
+        self.whatsapp = whatsapp  # None: WhatsApp users are told by SMS
         self.hotline = hotline
         self.sweep_days, self.clock = sweep_days, clock
 
-    async def _target(self, case: CorrectionCase) -> tuple[str, str] | None:
-        """(outbox channel, address) where the citizen of this report is told."""
+    async def _route(self, case: CorrectionCase) -> tuple[str, str, bool] | None:
+        """(outbox channel, address) where the citizen of this report is told, and whether that is
+        an SMS because WhatsApp's 24-hour window is closed (conversations.whatsapp_window)."""
         if case.person_id is None:
-            return self._reporting_address(case)
+            return await self._reporting_address(case)
         try:
             person = await self.registry.get_person(case.person_id)
         except RecordNotFound:
             return None
         phone = person.registered_phone
-        if case.channel == "telegram" and case.channel_address and self.bindings is not None:
-            chats = await self.bindings.addresses_for_person(person.id, "telegram", registered_phone=phone)
+        if case.channel in ("telegram", "whatsapp") and case.channel_address and self.bindings is not None:
+            chats = await self.bindings.addresses_for_person(person.id, case.channel, registered_phone=phone)
             if case.channel_address in chats:
-                return "telegram", case.channel_address
+                if case.channel == "telegram" or await self._window_open(case.channel_address):
+                    return case.channel, case.channel_address, False
+                if phone:
+                    return "sms", phone, True
         if phone:
-            return "sms", phone
+            return "sms", phone, False
         return None
 
-    @staticmethod
-    def _reporting_address(case: CorrectionCase) -> tuple[str, str] | None:
+    async def _window_open(self, address: str) -> bool:
+        return self.whatsapp is not None and await self.whatsapp.is_open(address)
+
+    async def _reporting_address(self, case: CorrectionCase) -> tuple[str, str, bool] | None:
         """A report with no person on record: back where it came from (it holds no link)."""
+        if case.channel == "whatsapp" and case.channel_address:
+            if await self._window_open(case.channel_address):
+                return "whatsapp", case.channel_address, False
+            return "sms", case.channel_address, True  # a WhatsApp address is a phone number
         if case.channel in ("sms", "ussd") and case.channel_address:
-            return "sms", case.channel_address
+            return "sms", case.channel_address, False
         if case.channel == "telegram" and case.channel_address:
-            return "telegram", case.channel_address
+            return "telegram", case.channel_address, False
         if case.contact_phone:
-            return "sms", case.contact_phone
+            return "sms", case.contact_phone, False
         return None
+
+    def _count(self, case: CorrectionCase, target: tuple[str, str, bool], kind: str) -> None:
+        if case.channel == "whatsapp" and (target[0] == "whatsapp" or target[2]):
+            WhatsAppWindow.counted(kind, fell_back=target[2])
 
     async def notify_resolved(self, case: CorrectionCase, certificate_link: str | None = None) -> bool:
         """Enqueues the outcome once per case and status. True when a message was added now."""
         if case.is_open:
             return False
-        target = await self._target(case)
+        target = await self._route(case)
         if target is None:
             log.warning("case %s resolved but no channel to tell the citizen", case.ref)
             return False
@@ -103,7 +121,8 @@ class CaseNotifier:
             )
         )
         if added is not None:
-            await self._record_notice(case, target, template, params)
+            self._count(case, target, "report_outcome")
+            await self._record_notice(case, target[:2], template, params)
         return added is not None
 
     async def _record_notice(
@@ -137,7 +156,7 @@ class CaseNotifier:
         """An overdue case: "still being handled by …", at most once per case per day."""
         if not case.is_open:
             return False
-        target = await self._target(case)
+        target = await self._route(case)
         if target is None:
             return False
         day = self.clock().date().isoformat()
@@ -152,6 +171,8 @@ class CaseNotifier:
                 idempotency_key=f"case:{case.ref}:still:{day}",
             )
         )
+        if added is not None:
+            self._count(case, target, "report_still_handling")
         return added is not None
 
     async def sweep_resolved(self) -> int:

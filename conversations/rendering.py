@@ -4,6 +4,8 @@ USSD: `CON `/`END ` + text + one line per option, at most 182 characters.
 SMS: text + one line per option, at most 2 segments (GSM-7 without diacritics when the setting
 says so, else UCS-2). A longer answer is cut into pages; the engine keeps the rest in the
 session and `98` shows the next page.
+WhatsApp: no segment limit and diacritics kept; one message holds at most 1600 characters (what
+Twilio accepts in a WhatsApp body), its options as numbered lines (no menu has more than 10).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from conversations.text import sms_segments, strip_diacritics
 
 USSD_MAX_CHARS = 182
 SMS_MAX_SEGMENTS = 2
+WHATSAPP_MAX_CHARS = 1600
 MORE_KEY = "98"
 
 
@@ -34,6 +37,10 @@ def ussd_text(reply: Reply, end: bool, *, strip: bool) -> str:
 def sms_text(reply: Reply, *, strip: bool) -> str:
     body = _body(reply.text, reply.options)
     return strip_diacritics(body) if strip else body
+
+
+def whatsapp_text(reply: Reply) -> str:
+    return _body(reply.text, reply.options)
 
 
 def render_ussd(turn: Turn, *, strip: bool) -> str:
@@ -61,6 +68,8 @@ def fits(channel: Channel, reply: Reply, end: bool, *, strip: bool) -> bool:
         return len(ussd_text(reply, end, strip=strip)) <= USSD_MAX_CHARS
     if channel == Channel.SMS:
         return sms_segments(sms_text(reply, strip=strip)) <= SMS_MAX_SEGMENTS
+    if channel == Channel.WHATSAPP:
+        return len(whatsapp_text(reply)) <= WHATSAPP_MAX_CHARS
     return True
 
 

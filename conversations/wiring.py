@@ -8,12 +8,13 @@ from typing import Any
 from conversations.audit_queue import AuditQueue
 from conversations.bindings import BindingStore
 from conversations.context import EngineConfig, Services
-from conversations.hot_state import RedisHotState
+from conversations.hot_state import MemoryHotState, RedisHotState
 from conversations.limits import Counters, RateCounters
 from conversations.notifications import CaseNotifier
 from conversations.otp import CodeGenerator, OtpService, random_code
 from conversations.phone_change import PhoneChanges
 from conversations.service import ConversationService
+from conversations.whatsapp_window import WhatsAppWindow
 from db.secret_keys import CODE_HASHES, derive_key
 from outbox.sealing import OutboxSeal
 from registry_client.clock import Clock, utc_now
@@ -84,6 +85,8 @@ def build_conversations(
         client = Redis.from_url(settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
         service.hot = RedisHotState(client, service.store, settings.redis_key_prefix)
         bindings.on_change = service.hot.bindings_changed
+    elif getattr(state, "single_process", False):  # one worker process: the session in its memory
+        service.hot = MemoryHotState(service.store)
     return service
 
 
@@ -96,6 +99,7 @@ def wire_conversations(settings: Settings, state: Any, background: Background) -
         certificates=getattr(state, "certificates", None),
         bindings=state.conversations.bindings,
         hotline=settings.hotline_number,
+        whatsapp=WhatsAppWindow(state.db_sessions) if settings.whatsapp_enabled else None,
     )
     state.phone_changes = PhoneChanges(
         state.db_sessions,

@@ -1,4 +1,5 @@
 """Twilio SMS webhooks (docs/http-api.md): `POST /sms/twilio` (inbound) and `/sms/twilio/status`.
+A message `From=whatsapp:+…` is WhatsApp's (sms_gateway/whatsapp.py), signed and checked alike.
 
 With TWILIO_AUTH_TOKEN set, every request must carry a valid `X-Twilio-Signature` computed over
 PUBLIC_BASE_URL + path; with it unset, the gateway token (sms_gateway.gateway_token). 403
@@ -24,6 +25,7 @@ from settings import Settings
 from sms_gateway import media
 from sms_gateway.forms import parse_form, read_body
 from sms_gateway.gateway_token import require_gateway_token
+from sms_gateway.whatsapp import handle_whatsapp, is_whatsapp
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["sms"])
@@ -114,6 +116,8 @@ async def inbound_sms(request: Request) -> Response:
     state = request.app.state
     settings: Settings = state.settings
     params = await read_twilio_form(request)
+    if is_whatsapp(params):  # From=whatsapp:+84…: the same conversation with WhatsApp's budget
+        return await handle_whatsapp(request, params, _media)
     sender = normalize_phone(params.get("From", ""))
     sid = params.get("MessageSid") or params.get("SmsSid") or ""
     if sender is None or not sid:

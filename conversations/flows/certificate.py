@@ -1,5 +1,5 @@
 """The certificate: a link by SMS to the registered phone (SMS, USSD), the QR image itself on
-Telegram (with the certificate code in the caption); and the short certificate code by SMS
+Telegram and WhatsApp (with the certificate code in the caption); and the short certificate code by SMS
 (`MA`, or "certificate code" offered on USSD after menu 2 sent the link)."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ async def begin(ctx: Context) -> None:
         ctx.finish()
         return
     link = certificates.make_link(person.id, ctx.lang)
-    if ctx.channel == Channel.TELEGRAM:
+    if ctx.channel in (Channel.TELEGRAM, Channel.WHATSAPP):  # the QR image itself, in the chat
         issued = await certificates.issue(person, doses)
         caption = ctx.t(
             "cert.caption",
@@ -66,7 +66,7 @@ async def begin(ctx: Context) -> None:
                 caption, certificate=Certificate(png=issued.png, hc1=issued.hc1, link=link, caption=caption)
             )
         )
-        ctx.audit("certificate.issue", person.id, f"telegram {issued.uvci}")
+        ctx.audit("certificate.issue", person.id, f"{ctx.channel.value} {issued.uvci}")
         ctx.finish()
         return
     phone = person.registered_phone

@@ -234,7 +234,7 @@ async def site_name(ctx: Context, code: str) -> str:
 
 
 def _photo_instructions(ctx: Context, ref: str) -> None:
-    if ctx.channel == Channel.TELEGRAM:
+    if ctx.channel in (Channel.TELEGRAM, Channel.WHATSAPP):  # a photo sent in the chat is attached
         ctx.say("report.photo_telegram")
         return
     phone = ctx.caller_phone

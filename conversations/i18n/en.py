@@ -134,6 +134,7 @@ MESSAGES: dict[str, str] = {
     "attach.ok": "Photo attached to report {ref}.",
     "attach.none": "No open report to attach the photo to. Send REPORT to report a dose.",
     "attach.rejected": "The file was not accepted ({reason}). Send a JPG/PNG photo or a PDF under 10 MB.",
+    "whatsapp.unsupported": "This kind of message (a location, a contact…) cannot be read here. Answer with text or a number, or send a photo of your vaccination card.",
     "attach.rejected_photo": "The file was not accepted ({reason}). Send a JPG or PNG photo under 10 MB.",
     "attach.failed": "The photo could not be attached right now. Please try again later.",
     "check.ask_ref_keypad": "Type the report reference on the keypad, each letter by its key (A, B, C are key 2); for example PA-7K3D-9Q is 7 2 7 5 3 3 9 7:",

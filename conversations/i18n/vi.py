@@ -140,6 +140,7 @@ MESSAGES: dict[str, str] = {
     "attach.ok": "Đã đính kèm ảnh vào phản ánh {ref}.",
     "attach.none": "Không có phản ánh đang mở để đính kèm ảnh. Gửi PA để báo thiếu/sai mũi.",
     "attach.rejected": "Không nhận được tệp ({reason}). Gửi ảnh JPG/PNG hoặc PDF dưới 10 MB.",
+    "whatsapp.unsupported": "Dịch vụ chưa đọc được loại tin nhắn này (vị trí, danh bạ…). Hãy trả lời bằng chữ hoặc số, hoặc gửi ảnh thẻ tiêm.",
     "attach.rejected_photo": "Không nhận được tệp ({reason}). Gửi ảnh JPG hoặc PNG dưới 10 MB.",
     "attach.failed": "Chưa đính kèm được ảnh lúc này. Vui lòng thử lại sau.",
     # check a report
