@@ -31,6 +31,7 @@ from web import certificate_pages, observability, verify_code
 from web.console.wiring import install_console, setup_console
 from web.request_errors import MAX_REQUEST_BYTES, install_request_error_handlers
 from web.security_headers import SecurityHeadersMiddleware
+from web.webhook_fast_path import WEBHOOK_PATHS, install_webhook_fast_path
 
 log = logging.getLogger("vaxchannel")
 
@@ -144,7 +145,7 @@ def create_app(settings: Settings | None = None, local_telegram: bool = False) -
 
     app = FastAPI(title="VaxChannel", version="0.1.0", lifespan=lifespan, max_body_size=MAX_REQUEST_BYTES)
     install_request_error_handlers(app)  # malformed requests: 4xx, never 500
-    app.add_middleware(observability.MetricsMiddleware)
+    app.add_middleware(observability.MetricsMiddleware, access_log=settings.access_log)
     if settings.metrics_token:  # /metrics and the API docs for the operator only
         app.add_middleware(observability.OperatorPagesGuard, token=settings.metrics_token)
     app.add_middleware(SecurityHeadersMiddleware)  # CSP, frames, nosniff, referrer on every response
@@ -154,6 +155,8 @@ def create_app(settings: Settings | None = None, local_telegram: bool = False) -
     install_console(app)
     app.include_router(certificate_pages.router)
     app.include_router(telegram_routes.router)
+    # the gateways' webhooks skip routing, dependencies and console middleware (same answers)
+    install_webhook_fast_path(app, WEBHOOK_PATHS, access_log=settings.access_log)
     return app
 
 

@@ -33,7 +33,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         f"  verify page   : {base}/verify\n"
         f"  API docs      : {base}/docs\n"
         f"  health        : {base}/healthz\n"
-        f"  simulator     : {simulate}   (or sms / telegram)\n"
+        f"  simulator     : {simulate}   (or sms / telegram / voice / whatsapp)\n"
         f"  outbound SMS  : {'Twilio' if settings.twilio_enabled else 'local outbox (shown by the simulator and console)'}\n"
         "Callers of each channel are authenticated by:\n"
         + "\n".join(channel_auth_lines(settings, local_telegram)),
@@ -47,12 +47,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             port=settings.port,
             workers=args.workers,
             log_config=None,
+            access_log=False,  # the app writes its own (ACCESS_LOG)
         )
     else:
         from app import create_app
 
         app = create_app(settings, local_telegram=local_telegram)
-        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None)
+        app.state.single_process = True  # USSD navigation in this process's memory (MemoryHotState)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     return 0
 
 
@@ -123,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.set_defaults(func=_import_doses)
 
     sim = sub.add_parser("simulate", help="an interactive phone in the terminal")
-    sim.add_argument("channel", choices=["ussd", "sms", "telegram", "voice"])
+    sim.add_argument("channel", choices=["ussd", "sms", "telegram", "voice", "whatsapp"])
     sim.add_argument("--phone", required=True, help="the simulated phone number, e.g. +84901234567")
     sim.add_argument("--url", default=None, help="service base URL (default PUBLIC_BASE_URL)")
     sim.set_defaults(func=_simulate)

@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = 1.0
     escalation_interval_seconds: float = 300.0
     run_workers: bool = True
+    access_log: bool = True  # one line per request (web/observability.py, AccessLog)
 
     @field_validator("telegram_webhook_secret")
     @classmethod

@@ -1,23 +1,31 @@
-"""Hot session state in Redis (REDIS_URL set), shared by every worker process.
+"""Hot session state: USSD navigation kept where it is cheapest, durable fields in SQL.
 
-USSD sends one HTTP request per keypress; most of them only move the caller through menus. With
-Redis configured, such a turn reads the session and the caller's bindings with one MGET and
-writes the session back with one SET: no SQL at all. SQL keeps the durable copy: a turn that
-changes a durable field (language, chosen person, last report, pending code), applies effects
-or sends messages is written to SQL in one transaction first (outbox rows together with the state
-change), then here. The SQL copy is also refreshed at least every `durable_every`.
+USSD sends one HTTP request per keypress; most of them only move the caller through menus. Such
+a turn changes nothing durable (language, chosen person, last report, pending code), so its state
+is written to the hot copy only, never committed to SQL. SQL keeps the durable copy: a turn that
+changes a durable field, applies effects or sends messages is written to SQL in one transaction
+first (outbox rows together with the state change), then here. The SQL copy is also refreshed at
+least every `durable_every`. A lost hot copy (Redis flushed, the process restarted) only resets
+where the caller is in a menu: the next request is answered from the SQL copy, whose processed
+input chain keeps a turn with effects from being applied twice.
 
-Bindings are cached with a generation counter: every change to a caller's bindings increments
-`bindgen` after its commit, and a cached list is used only while it carries the current
-generation, so no worker acts on a binding another worker has removed.
-
-Any Redis error falls back to SQL for that turn.
+- `RedisHotState` (REDIS_URL set), shared by every worker process: a turn reads the session and
+  the caller's bindings with one MGET and writes the session back with one SET: no SQL at all.
+  Bindings are cached with a generation counter: every change to a caller's bindings increments
+  `bindgen` after its commit, and a cached list is used only while it carries the current
+  generation, so no worker acts on a binding another worker has removed. Any Redis error falls
+  back to SQL for that turn.
+- `MemoryHotState`: the session in this process's memory, for a service that runs as ONE worker
+  process (`python main.py` without `--workers`, the SQLite default). The bindings are still read
+  from SQL on every turn (one indexed read; a console or command-line change is seen at once).
+  Entries idle for `idle_seconds` (a USSD session lasts at most 180 s) are dropped.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,7 +41,91 @@ RedisErrors = (RedisError, OSError)
 Bound = list[tuple[str, datetime]]
 
 
-class RedisHotState:
+class HotState:
+    """What `ConversationService` needs of a hot copy (see the module docstring)."""
+
+    sql: SqlSessionStore
+    durable_every: timedelta
+
+    async def load(self, channel: str, address: str, now: datetime) -> tuple[Loaded, Bound]:
+        raise NotImplementedError
+
+    async def save_light(self, loaded: Loaded, channel: str, address: str, values: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def after_durable(
+        self, loaded: Loaded, channel: str, address: str, values: dict[str, Any], *, bindings_changed: bool
+    ) -> None:
+        raise NotImplementedError
+
+    async def bindings_changed(self, channel: str, address: str) -> None:
+        """Called after a commit that changed this identity's bindings outside a turn."""
+
+    async def close(self) -> None:
+        """Releases what the hot copy holds open."""
+
+    async def _refresh_sql_copy(
+        self, loaded: Loaded, channel: str, address: str, values: dict[str, Any]
+    ) -> bool:
+        """Writes the SQL copy when it is older than `durable_every` (True when it did)."""
+        now: datetime = values["updated_at"]
+        stale_copy = loaded.row_id is not None and (
+            loaded.durable_at is None or now - loaded.durable_at >= self.durable_every
+        )
+        if stale_copy:
+            await self.sql.save_light(loaded, channel, address, values)
+            loaded.durable_at = now
+        return stale_copy
+
+
+class MemoryHotState(HotState):
+    def __init__(
+        self,
+        sql: SqlSessionStore,
+        *,
+        idle_seconds: float = 600.0,
+        max_sessions: int = 50_000,
+        durable_every: timedelta = timedelta(hours=1),
+        monotonic: Any = time.monotonic,
+    ) -> None:
+        self.sql, self.durable_every = sql, durable_every
+        self.idle, self.max_sessions, self.monotonic = idle_seconds, max_sessions, monotonic
+        # (channel, address) → (last use, the encoded copy); oldest use first
+        self.sessions: dict[tuple[str, str], tuple[float, str]] = {}
+
+    async def load(self, channel: str, address: str, now: datetime) -> tuple[Loaded, Bound]:
+        entry = self.sessions.get((channel, address))
+        loaded = None
+        if entry is not None and self.monotonic() - entry[0] <= self.idle:
+            loaded = _decode_state(entry[1])  # a fresh copy: a failed turn leaves the stored one as it was
+        snap = await self.sql.load(channel, address, now=now, session=loaded is None)
+        if loaded is None:
+            assert snap.loaded is not None
+            loaded = snap.loaded
+        assert snap.bound is not None
+        return loaded, snap.bound
+
+    def _keep(self, loaded: Loaded, channel: str, address: str, values: dict[str, Any]) -> None:
+        key, now = (channel, address), self.monotonic()
+        self.sessions.pop(key, None)  # re-inserted last: the dict stays ordered by last use
+        self.sessions[key] = (now, _encode(loaded, values))
+        while len(self.sessions) > self.max_sessions or (
+            self.sessions and now - next(iter(self.sessions.values()))[0] > self.idle
+        ):
+            del self.sessions[next(iter(self.sessions))]
+
+    async def save_light(self, loaded: Loaded, channel: str, address: str, values: dict[str, Any]) -> None:
+        await self._refresh_sql_copy(loaded, channel, address, values)
+        self._keep(loaded, channel, address, values)
+
+    async def after_durable(
+        self, loaded: Loaded, channel: str, address: str, values: dict[str, Any], *, bindings_changed: bool
+    ) -> None:
+        loaded.durable, loaded.durable_at = durable_view(loaded.state), values["updated_at"]
+        self._keep(loaded, channel, address, values)
+
+
+class RedisHotState(HotState):
     def __init__(
         self,
         redis: Redis,
@@ -87,13 +179,7 @@ class RedisHotState:
     # -- writing --------------------------------------------------------------------------------
     async def save_light(self, loaded: Loaded, channel: str, address: str, values: dict[str, Any]) -> None:
         """A turn that changed nothing durable: Redis only (and SQL when its copy is old)."""
-        now: datetime = values["updated_at"]
-        stale_copy = loaded.row_id is not None and (
-            loaded.durable_at is None or now - loaded.durable_at >= self.durable_every
-        )
-        if stale_copy:
-            await self.sql.save_light(loaded, channel, address, values)
-            loaded.durable_at = now
+        stale_copy = await self._refresh_sql_copy(loaded, channel, address, values)
         try:
             await self.redis.set(self._keys(channel, address)[0], _encode(loaded, values), ex=self.ttl)
         except RedisErrors as exc:

@@ -34,7 +34,7 @@ from conversations.bindings import BindingStore
 from conversations.context import Context, Services
 from conversations.effects import Effect
 from conversations.engine import Engine
-from conversations.hot_state import RedisHotState
+from conversations.hot_state import HotState
 from conversations.model import Channel, Inbound, Turn
 from conversations.session_store import Loaded, SqlSessionStore, durable_view, write_session
 from conversations.state import SessionState, replies_from_json, replies_to_json
@@ -62,7 +62,7 @@ class ConversationService:
         services: Services,
         engine: Engine | None = None,
         *,
-        hot: RedisHotState | None = None,
+        hot: HotState | None = None,
         audits: AuditQueue | None = None,
         outbox_seal: OutboxSeal,
     ):
