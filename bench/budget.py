@@ -136,6 +136,7 @@ def staged_app() -> Any:
     ):
         _patch(clock, owner, name, stage)
     inner = service_app.app_from_environment()
+    inner.state.single_process = True  # one worker, as `python main.py` marks it
     out = Path(os.environ["BENCH_STAGES_DIR"]) / f"{os.getpid()}.json"
 
     async def timed_app(scope: Any, receive: Any, send: Any) -> None:
@@ -144,7 +145,9 @@ def staged_app() -> Any:
             async def on_stop(message: Any) -> None:
                 if message["type"] == "lifespan.shutdown.complete":
                     cpu = clock.last - (clock.first or clock.last)
-                    out.write_text(json.dumps({"requests": clock.requests, "cpu_ns": cpu, "stages": clock.ns}))
+                    out.write_text(
+                        json.dumps({"requests": clock.requests, "cpu_ns": cpu, "stages": clock.ns})
+                    )
                 await send(message)
 
             await inner(scope, receive, on_stop)
@@ -223,7 +226,9 @@ async def sequential(url: str, requests: int) -> None:
 async def closed_loop(url: str, callers: int, seconds: float, name: str) -> Result:
     result = Result(name)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=callers)) as http:
-        await asyncio.gather(*(_caller(http, url, Result("warm"), time.perf_counter() + 1.0, i) for i in range(callers)))
+        await asyncio.gather(
+            *(_caller(http, url, Result("warm"), time.perf_counter() + 1.0, i) for i in range(callers))
+        )
         started = time.perf_counter()
         await asyncio.gather(*(_caller(http, url, result, started + seconds, i) for i in range(callers)))
         result.wall = time.perf_counter() - started
@@ -245,7 +250,9 @@ def _collect(folder: Path) -> dict[str, Any]:
 class Target:
     """A server to measure: the service on a database, or the bare app."""
 
-    def __init__(self, kind: str, workers: int, tmp: Path, sqlite_tpl: Path | None, pg_tpl: str | None) -> None:
+    def __init__(
+        self, kind: str, workers: int, tmp: Path, sqlite_tpl: Path | None, pg_tpl: str | None
+    ) -> None:
         self.kind, self.workers, self.tmp = kind, workers, tmp
         self.sqlite_tpl, self.pg_tpl = sqlite_tpl, pg_tpl
         self.stages_dir = tmp / f"stages-{uuid.uuid4().hex[:6]}"
@@ -317,7 +324,9 @@ def budget_lines(name: str, data: dict[str, Any]) -> list[str]:
     total = data["cpu_ns"] / n / 1000
     asgi = us.get("asgi", 0.0)
     inner = sum(us.get(s, 0.0) for s in STAGES)
-    parts = [("http server", total - asgi), ("asgi stack", asgi - inner)] + [(s, us.get(s, 0.0)) for s in STAGES]
+    parts = [("http server", total - asgi), ("asgi stack", asgi - inner)] + [
+        (s, us.get(s, 0.0)) for s in STAGES
+    ]
     cells = "  ".join(f"{k} {v:7.1f}" for k, v in parts)
     return [f"{name:<16} {data['requests']:5d} req  total {total:7.1f} µs  |  {cells}"]
 
@@ -350,7 +359,9 @@ def main() -> None:
             print(f"\nthroughput: {args.callers} keep-alive callers, closed loop, {args.seconds:g} s each")
             rows = []
             for db, workers in wanted:
-                base = Target("bare", workers, tmp, None, None).throughput(args.callers, args.seconds, f"bare x{workers}")
+                base = Target("bare", workers, tmp, None, None).throughput(
+                    args.callers, args.seconds, f"bare x{workers}"
+                )
                 result = Target(db, workers, tmp, sqlite_tpl, pg_tpl).throughput(
                     args.callers, args.seconds, f"{db} x{workers}"
                 )

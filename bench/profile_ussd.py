@@ -102,7 +102,9 @@ def main() -> None:
                 profiler.enable()
                 await drive(app, args.requests)
                 profiler.disable()
-                print(f"CPU per request without the profiler: {plain * 1e6:.1f} µs (in-process, no HTTP server)")
+                print(
+                    f"CPU per request without the profiler: {plain * 1e6:.1f} µs (in-process, no HTTP server)"
+                )
                 stats = pstats.Stats(profiler, stream=sys.stdout)
                 stats.sort_stats("tottime").print_stats(args.top)
 
