@@ -1,4 +1,5 @@
-"""`python main.py simulate {ussd,sms} --phone +84…`: a phone in the terminal.
+"""`python main.py simulate {ussd,sms} --phone +84…`: a phone in the terminal (voice and whatsapp:
+sms_gateway/voice_simulator.py, sms_gateway/whatsapp_simulator.py).
 
 It sends the service exactly what the gateways send — USSD: Africa's Talking's form with the
 session's inputs joined by `*` in `text`, with the gateway token; SMS: Twilio's webhook form,
@@ -216,6 +217,15 @@ def run_simulator(settings: Settings, channel: str, phone: str, url: str | None)
             if channel == "ussd":
                 phone_ussd = UssdPhone(client, base_url, number, settings.resolved_gateway_token)
                 _ussd_loop(phone_ussd, input, print, watcher.flush)
+            elif channel == "whatsapp":
+                from sms_gateway.whatsapp_simulator import WhatsAppInbox, WhatsAppPhone, whatsapp_loop
+
+                inbox = WhatsAppInbox(settings, number)
+                try:
+                    chat = WhatsAppPhone(client, settings, base_url, number)
+                    whatsapp_loop(chat, inbox, input, print, watcher.flush)
+                finally:
+                    inbox.close()
             elif channel == "voice":
                 from sms_gateway.voice_simulator import VoicePhone, voice_loop
 

@@ -49,9 +49,19 @@ def message(body: str, sid: str, sender: str = AN) -> bytes:
 # name, body, expected status, a text the WhatsApp replies contain
 CASES = [
     ("text keyword with diacritics", TEXT, 200, "Nhập số CCCD (12 số)"),
-    ("quick-reply button: its payload is the option", payload("twilio_whatsapp_button.form"), 200, "Nhập số CCCD"),
+    (
+        "quick-reply button: its payload is the option",
+        payload("twilio_whatsapp_button.form"),
+        200,
+        "Nhập số CCCD",
+    ),
     ("location", payload("twilio_whatsapp_location.form"), 200, "chưa đọc được loại tin nhắn này"),
-    ("contact card", payload("twilio_whatsapp_contacts.form", media_url="https://api.twilio.com/x"), 200, "chưa đọc được"),
+    (
+        "contact card",
+        payload("twilio_whatsapp_contacts.form", media_url="https://api.twilio.com/x"),
+        200,
+        "chưa đọc được",
+    ),
     ("unknown type", with_fields(TEXT, MessageType="reaction", Body="👍"), 200, "chưa đọc được"),
     ("no MessageType (older request)", with_fields(TEXT, MessageType=None), 200, "Nhập số CCCD"),
     ("missing MessageSid", with_fields(TEXT, MessageSid=None, SmsSid=None), 400, ""),
