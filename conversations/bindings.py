@@ -30,8 +30,8 @@ from db.fast_access import FastAccess
 from registry_client.clock import Clock, as_utc, utc_now
 from registry_client.models import Person
 
-# Channels whose address is the caller's own phone number.
-PHONE_CHANNELS = ("sms", "ussd")
+# Channels whose address is a phone number (a binding there is also a binding of that phone).
+PHONE_CHANNELS = ("sms", "ussd", "voice", "whatsapp")
 
 Identity = tuple[str, str]  # (channel, address)
 

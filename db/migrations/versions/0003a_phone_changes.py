@@ -21,7 +21,7 @@ def upgrade() -> None:
     # SMS and USSD bindings made before: the code went to the registered phone, which for a
     # caller logged in on their own number is that number.
     op.execute(
-        "UPDATE channel_bindings SET via_phone = address WHERE channel IN ('sms', 'ussd', 'whatsapp')"
+        "UPDATE channel_bindings SET via_phone = address WHERE channel IN ('sms', 'ussd', 'voice', 'whatsapp')"
     )
     op.create_table('phone_changes',
     sa.Column('id', sa.String(length=32), nullable=False),
