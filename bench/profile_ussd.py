@@ -93,6 +93,7 @@ def main() -> None:
         from app import app_from_environment
 
         app = app_from_environment()
+        app.state.single_process = not args.redis  # as `python main.py` (one worker) marks it
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the access log, written but not shown
 
         async def run() -> None:
@@ -106,10 +107,13 @@ def main() -> None:
                     f"CPU per request without the profiler: {plain * 1e6:.1f} µs (in-process, no HTTP server)"
                 )
                 stats = pstats.Stats(profiler, stream=sys.stdout)
-                stats.sort_stats("tottime").print_stats(args.top)
+                stats.sort_stats(os.environ.get("BENCH_SORT", "tottime")).print_stats(args.top)
 
         try:
             asyncio.run(run())
+        except BaseException:
+            sys.stderr = sys.__stderr__
+            raise
         finally:
             if pg_name:
                 pg_drop(pg_name)

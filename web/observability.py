@@ -143,15 +143,24 @@ class AccessLog:
 
 
 ACCESS_LOG = AccessLog()
+# the labelled children of the request metrics; few keys: methods, route templates and statuses
+_LABELLED: dict[tuple[str, str | None, int], tuple[Any, Any]] = {}
 
 
 def record_request(
     scope: Scope, method: str, route: str | None, status: int, seconds: float, access_log: bool
 ) -> None:
     """The request's metrics and (when on) its access-log line."""
-    label = route or "unmatched"
-    LATENCY.labels(method, label).observe(seconds)
-    REQUESTS.labels(method, label, str(status)).inc()
+    key = (method, route, status)
+    metrics = _LABELLED.get(key)
+    if metrics is None:  # `labels()` costs more than the update: once per (method, route, status)
+        label = route or "unmatched"
+        metrics = _LABELLED[key] = (
+            LATENCY.labels(method, label),
+            REQUESTS.labels(method, label, str(status)),
+        )
+    metrics[0].observe(seconds)
+    metrics[1].inc()
     if access_log:
         ACCESS_LOG.write(scope, method, route, status, seconds)
 
