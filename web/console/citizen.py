@@ -86,6 +86,16 @@ class CitizenMessenger:
             )
         return [str(c) for c in chats or []]
 
+    async def bound_addresses(self, person_id: str, channel: str, registered_phone: str | None) -> list[str]:
+        """The person's identities on `channel` (e.g. WhatsApp numbers) that the registered phone proved."""
+        bindings = getattr(getattr(self.state, "conversations", None), "bindings", None)
+        if bindings is None or registered_phone is None:
+            return []
+        found = await _maybe_await(
+            bindings.addresses_for_person(person_id, channel, registered_phone=registered_phone)
+        )
+        return [str(a) for a in found or []]
+
     # -- the three messages ------------------------------------------------------------------
     async def send_certificate_link(
         self, person: Person, channel: str, actor: str, language: str = "vi"

@@ -7,6 +7,7 @@ registered phone or a chat bound to the person."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -107,15 +108,18 @@ async def person_overview(console: Any, user: ConsoleUser, person_id: str) -> Pe
     cases = await registry.list_corrections(CorrectionQuery(person_id=person.id, limit=50))
     cases.sort(key=lambda c: (not c.is_open, c.due_on))
     chats = await console.citizen.telegram_chats(person.id, person.registered_phone)
-    messages = await recent_messages(console, list(person.current_phones), chats)
+    whatsapp = await console.citizen.bound_addresses(person.id, "whatsapp", person.registered_phone)
+    messages = await recent_messages(console, list(person.current_phones), chats, whatsapp)
     await registry.audit(AuditEntry(user.actor, "person.view", person.id, None))
     return PersonOverview(person, doses, cases, messages, len(chats))
 
 
 async def recent_messages(
-    console: Any, phones: list[str], chats: list[str], limit: int = 10
+    console: Any, phones: list[str], chats: list[str], whatsapp: Sequence[str] = (), limit: int = 10
 ) -> list[OutboxRow]:
-    if not phones and not chats:
+    """The latest messages to the person: SMS to their phones, Telegram to their bound chats,
+    WhatsApp to their bound numbers (the channel each one used is shown)."""
+    if not phones and not chats and not whatsapp:
         return []
     async with console.db_sessions() as session:
         rows = await session.scalars(
@@ -124,6 +128,9 @@ async def recent_messages(
                 or_(
                     (OutboxRow.channel == "sms") & OutboxRow.address.in_(phones or [""]),
                     (OutboxRow.channel == "telegram") & OutboxRow.address.in_(chats or [""]),
+                    (OutboxRow.channel == "whatsapp")  # what the service sent, not the chat's replies
+                    & OutboxRow.address.in_(list(whatsapp) or [""])
+                    & (OutboxRow.kind != "reply"),
                 )
             )
             .order_by(OutboxRow.id.desc())

@@ -146,6 +146,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "kind_msg_notification": ("thông báo", "notification"),
     "kind_msg_reply": ("trả lời", "reply"),
     "kind_msg_code": ("mã chứng nhận", "certificate code"),
+    "kind_msg_certificate": ("ảnh chứng nhận", "certificate image"),
     "msg_status_pending": ("chờ gửi", "waiting"),
     "msg_status_sending": ("đang gửi", "sending"),
     "msg_status_sent": ("đã gửi", "sent"),
@@ -328,6 +329,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "via_sms": ("qua SMS", "by SMS"),
     "via_ussd": ("qua USSD", "by USSD"),
     "via_telegram": ("qua Telegram", "on Telegram"),
+    "via_whatsapp": ("qua WhatsApp", "on WhatsApp"),
     "via_console": ("qua tổng đài", "via the hotline"),
     "bulk_title": ("Duyệt hàng loạt theo một đợt tiêm", "Bulk approve against a vaccination batch"),
     "bulk_hint": (

@@ -146,7 +146,7 @@ async def outbox(request: Request, info: AdminUser, channel: str = "") -> Respon
     console = request.app.state.console
     async with console.db_sessions() as session:
         stmt = select(OutboxRow).order_by(OutboxRow.id.desc()).limit(100)
-        if channel in ("sms", "telegram"):
+        if channel in ("sms", "telegram", "whatsapp"):
             stmt = stmt.where(OutboxRow.channel == channel)
         rows = list((await session.scalars(stmt)).all())
     # As sent, but masked: the console never opens a seal (only the local simulators do).
