@@ -21,7 +21,7 @@ from registry_client.fhir.mapping import instant
 from registry_client.models import CaseNotice
 
 NOTICE_KEY = f"{codes.NS}/sid/notice-key"
-MEDIUM = {"sms": "SMS", "telegram": "Telegram", "ussd": "USSD"}
+MEDIUM = {"sms": "SMS", "telegram": "Telegram", "ussd": "USSD", "whatsapp": "WhatsApp", "voice": "voice call"}
 
 
 def notice_key(notice: CaseNotice) -> str:
