@@ -11,6 +11,10 @@ matches; an unknown code and a wrong year get the same answer ("unknown"), so a 
 reveals nothing, not even that it exists. A mistyped code (wrong length, a character outside
 the alphabet, a failed check character) is "check the code" and costs nothing.
 
+No code is stored readable (certificates/code_secrets.py): a row keeps the code's keyed digest,
+which a typed code is looked up by, and the code sealed to its UVCI, opened only to give the
+holder the same code again.
+
 Guesses are a budget: before a code is looked up, the caller (IP address, phone) takes one unit
 of its budget; before a birth year is compared, the code takes one of its own. Each unit is one
 atomic upsert with RETURNING, committed at once (`_take`), and the comparison happens only if
@@ -21,7 +25,6 @@ uses up a budget blocks the caller, or locks the code, for a while.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -34,6 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from certificates.code_secrets import CodeSealBroken, CodeSecrets
 from certificates.code_tables import CertificateCodeRow, CodeAttemptRow
 from certificates.codes import format_code, generate_code, mask_code, parse_code
 from certificates.dose_series import read_series
@@ -93,11 +97,6 @@ class CertificateIssuer(Protocol):
     async def issue(self, holder: HolderLike, doses: Sequence[DoseLike]) -> IssuedLike: ...
 
 
-def attempt_key(kind: str, value: str) -> str:
-    """Counter key: hashed, so the table holds no phone number, IP address or typed code."""
-    return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()[:40]
-
-
 def certificate_status(expires_at: datetime, revoked_at: datetime | None, at: datetime) -> str:
     expires_at = as_utc(expires_at)
     if revoked_at is not None and as_utc(revoked_at) <= at:
@@ -112,12 +111,14 @@ class CertificateCodes:
         sessions: async_sessionmaker[AsyncSession],
         issuer: CertificateIssuer,
         *,
+        secrets: CodeSecrets,
         clock: Clock = utc_now,
         limits: GuessingLimits | None = None,
         generate: Callable[[], str] = generate_code,
     ) -> None:
         self.sessions = sessions
         self.issuer = issuer
+        self.secrets = secrets
         self.clock = clock
         self.limits = limits or GuessingLimits()
         self.generate = generate
@@ -136,7 +137,8 @@ class CertificateCodes:
         for _ in range(8):
             code = self.generate()
             row = CertificateCodeRow(
-                code=code,
+                code_digest=self.secrets.digest(code),
+                code_sealed=self.secrets.seal(code, issued.uvci),
                 uvci=issued.uvci,
                 person_id=holder.id,
                 holder_name=shortened_name(holder.full_name)[:120],
@@ -164,11 +166,41 @@ class CertificateCodes:
             return found is not None
 
     async def _code_of(self, uvci: str) -> str | None:
-        async with self.sessions() as session:
-            code: str | None = await session.scalar(
-                select(CertificateCodeRow.code).where(CertificateCodeRow.uvci == uvci)
-            )
-            return code
+        """The code of this certificate (canonical), opened from its seal; None when it has none."""
+        for _ in range(8):
+            async with self.sessions() as session:
+                sealed: str | None = await session.scalar(
+                    select(CertificateCodeRow.code_sealed).where(CertificateCodeRow.uvci == uvci)
+                )
+            if sealed is None:
+                return None
+            try:
+                return self.secrets.open(sealed, uvci)
+            except CodeSealBroken:
+                recoded = await self._recode(uvci, sealed)
+                if recoded is not None:
+                    return recoded
+                # another request replaced that seal meanwhile: read it again
+        raise RuntimeError("the certificate code could not be read")  # pragma: no cover
+
+    async def _recode(self, uvci: str, stale: str) -> str | None:
+        """A new code for a certificate whose code was sealed under another SECRET_KEY: that code
+        can be neither sent again nor found (its digest was keyed the same way). None when
+        another request replaced the stale seal first."""
+        code = self.generate()
+        try:
+            async with self.sessions() as session, session.begin():
+                changed = await session.execute(
+                    update(CertificateCodeRow)
+                    .where(CertificateCodeRow.uvci == uvci, CertificateCodeRow.code_sealed == stale)
+                    .values(code_digest=self.secrets.digest(code), code_sealed=self.secrets.seal(code, uvci))
+                )
+        except IntegrityError:  # pragma: no cover - a digest collision (1 in 2**54): draw again
+            return None
+        if not getattr(changed, "rowcount", 0):
+            return None
+        log.warning("certificate code of %s was sealed under another SECRET_KEY: a new code issued", uvci)
+        return code
 
     # -- checking ------------------------------------------------------------------------------
     async def verify_code(self, code: str, birth_year: int, *, caller: str | None = None) -> CodeVerdict:
@@ -184,8 +216,8 @@ class CertificateCodes:
         code = parsed.code
         now = self.clock()
         limits = self.limits
-        caller_key = attempt_key("caller", caller) if caller else None
-        code_key = attempt_key("code", code)
+        caller_key = self.secrets.attempt_key("caller", caller) if caller else None
+        code_key = self.secrets.attempt_key("code", code)
         taken: list[Budget] = []
         if caller_key is not None:
             budget = Budget(caller_key, limits.caller_failures, limits.caller_window, limits.caller_block)
@@ -226,7 +258,7 @@ class CertificateCodes:
                         CertificateCodeRow, IssuedCertificateRow.expires_at, IssuedCertificateRow.revoked_at
                     )
                     .join(IssuedCertificateRow, IssuedCertificateRow.uvci == CertificateCodeRow.uvci)
-                    .where(CertificateCodeRow.code == code)
+                    .where(CertificateCodeRow.code_digest == self.secrets.digest(code))
                 )
             ).first()
         return None if found is None else (found[0], found[1], found[2])

@@ -12,12 +12,20 @@ from db.base import Base, BigId
 
 class CertificateCodeRow(Base):
     """One code per issued certificate (`uvci`): a reissued certificate gets a new code, and the
-    old code follows its certificate's status (revoked, expired) through `issued_certificates`."""
+    old code follows its certificate's status (revoked, expired) through `issued_certificates`.
+
+    The code itself is never stored readable (certificates/code_secrets.py): `code_digest` finds
+    it, `code_sealed` gives it again to its holder."""
 
     __tablename__ = "certificate_codes"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    code: Mapped[str] = mapped_column(String(16), unique=True)  # canonical: 12 symbols, no dashes
+    # NULL only on a row left by an earlier version, until the next start seals it
+    code_digest: Mapped[str] = mapped_column(String(64), unique=True, nullable=True)  # HMAC-SHA256, hex
+    code_sealed: Mapped[str] = mapped_column(String(120), nullable=True)  # AES-256-GCM, bound to `uvci`
+    # Before revision 0006a the code was kept here in clear. Never written now: rows left by an
+    # earlier version are sealed and emptied at start (code_store.seal_plain_codes).
+    legacy_code: Mapped[str | None] = mapped_column("code", String(16), nullable=True, default=None)
     uvci: Mapped[str] = mapped_column(String(80), unique=True)
     person_id: Mapped[str] = mapped_column(String(64), index=True)
     holder_name: Mapped[str] = mapped_column(String(120))  # shortened: `Nguyễn T. Ánh`

@@ -24,11 +24,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from certificates import hcert, qr, valuesets
+from certificates.code_secrets import CodeSecrets
 from certificates.code_store import CertificateCodes, CodeVerdict
 from certificates.dose_series import CountedDose, read_series
 from certificates.keys import DocumentSignerStore, KeyRing, TrustStore
 from certificates.links import LinkGrant, LinkSigner
 from certificates.names import dcc_name
+from certificates.plain_codes import seal_plain_codes
 from certificates.protocols import DoseLike, HolderLike
 from certificates.revocation import Revocation, RevocationList, RevocationUnavailable
 from certificates.tables import IssuedCertificateRow
@@ -42,6 +44,7 @@ from certificates.verification import (
     VerificationResult,
     Verifier,
 )
+from db.base import make_sync_engine
 from db.clock import Clock, as_utc, utc_now
 from settings import Settings
 
@@ -179,6 +182,7 @@ class CertificateService:
         *,
         public_base_url: str,
         validity: timedelta,
+        code_secrets: CodeSecrets,
         clock: Clock = utc_now,
     ) -> None:
         self.sessions = sessions
@@ -192,7 +196,8 @@ class CertificateService:
         self.validity = validity
         self._clock = clock
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        self.codes = CertificateCodes(sessions, self, clock=clock)  # short codes (certificates/code_store.py)
+        # short codes (certificates/code_store.py), kept only digested and sealed (code_secrets.py)
+        self.codes = CertificateCodes(sessions, self, secrets=code_secrets, clock=clock)
 
     # -- issuing -------------------------------------------------------------------------------
     def _lock(self, person_id: str) -> asyncio.Lock:
@@ -398,7 +403,21 @@ def build_certificate_service(
         LinkSigner(settings.secret_keys.links, timedelta(days=settings.cert_link_ttl_days), clock),
         public_base_url=settings.public_base_url,
         validity=timedelta(days=settings.cert_validity_days),
+        code_secrets=CodeSecrets.from_keys(settings.secret_keys),
         clock=clock,
     )
     signers.current()  # the first start generates the document-signer key
+    _seal_plain_codes(sessions, service.codes.secrets)
     return service
+
+
+def _seal_plain_codes(sessions: async_sessionmaker[AsyncSession], secrets: CodeSecrets) -> None:
+    """Codes an earlier version kept in clear are sealed before the service answers (plain_codes.py)."""
+    bind = sessions.kw.get("bind")
+    if bind is None or bind.url.database in (None, "", ":memory:"):
+        return  # a private in-memory database: created by this version, nothing to convert
+    engine = make_sync_engine(bind.url.render_as_string(hide_password=False))
+    try:
+        seal_plain_codes(engine, secrets)
+    finally:
+        engine.dispose()

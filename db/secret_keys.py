@@ -20,7 +20,17 @@ CONSOLE_SESSIONS = "console-sessions"
 CODE_HASHES = "code-hashes"
 OUTBOX_SEAL = "outbox-seal"
 UPLOAD_LINKS = "upload-links"
-PURPOSES = (LINKS, CONSOLE_SESSIONS, CODE_HASHES, OUTBOX_SEAL, UPLOAD_LINKS)
+CERTIFICATE_CODES = "certificate-codes"
+CERTIFICATE_CODE_SEAL = "certificate-code-seal"
+PURPOSES = (
+    LINKS,
+    CONSOLE_SESSIONS,
+    CODE_HASHES,
+    OUTBOX_SEAL,
+    UPLOAD_LINKS,
+    CERTIFICATE_CODES,
+    CERTIFICATE_CODE_SEAL,
+)
 
 
 def derive_key(secret: str | bytes, purpose: str) -> bytes:
@@ -40,6 +50,8 @@ class SecretKeys:
     code_hashes: bytes  # one-time codes (login, phone change) stored as HMACs
     outbox_seal: bytes  # AEAD for what an outbox row needs to send (codes, links)
     upload_links: bytes  # /upload/{token}
+    certificate_codes: bytes  # certificate codes stored as HMACs (lookup), and their guess counters
+    certificate_code_seal: bytes  # AEAD for a certificate code the service must send again
 
     @classmethod
     def derive(cls, secret: str | bytes) -> SecretKeys:
@@ -49,6 +61,8 @@ class SecretKeys:
             code_hashes=derive_key(secret, CODE_HASHES),
             outbox_seal=derive_key(secret, OUTBOX_SEAL),
             upload_links=derive_key(secret, UPLOAD_LINKS),
+            certificate_codes=derive_key(secret, CERTIFICATE_CODES),
+            certificate_code_seal=derive_key(secret, CERTIFICATE_CODE_SEAL),
         )
 
     def __repr__(self) -> str:

@@ -296,7 +296,9 @@ async def test_wrong_years_lock_the_code_and_failures_block_the_caller(stack: St
 async def test_collisions_and_concurrent_requests(stack: Stack) -> None:
     first = await stack.service.code_for(ANH, ANH_DOSES)
     drawn = iter([canonical(first), canonical(first), generate_code()])
-    colliding = CertificateCodes(stack.service.sessions, stack.service, generate=lambda: next(drawn))
+    colliding = CertificateCodes(
+        stack.service.sessions, stack.service, secrets=stack.codes.secrets, generate=lambda: next(drawn)
+    )
     code = await colliding.code_for(BAO, BAO_DOSES)  # two draws hit the existing code, the third is free
     assert code != first and (await stack.codes.check(code, 1970)).valid
 

@@ -233,8 +233,16 @@ def test_each_purpose_has_its_own_key_and_secret_key_itself_signs_nothing(served
 
 def test_derived_keys_differ_per_purpose_and_agree_across_processes() -> None:
     keys = SecretKeys.derive("one-secret")
-    values = [keys.links, keys.console_sessions, keys.code_hashes, keys.outbox_seal, keys.upload_links]
-    assert len(set(values)) == len(PURPOSES) == 5 and all(len(v) == 32 for v in values)
+    values = [
+        keys.links,
+        keys.console_sessions,
+        keys.code_hashes,
+        keys.outbox_seal,
+        keys.upload_links,
+        keys.certificate_codes,
+        keys.certificate_code_seal,
+    ]
+    assert len(set(values)) == len(PURPOSES) == 7 and all(len(v) == 32 for v in values)
     assert b"one-secret" not in values and SecretKeys.derive("one-secret") == keys  # every worker agrees
     assert SecretKeys.derive("another-secret").links != keys.links
     assert [derive_key("one-secret", p) for p in PURPOSES] == values
