@@ -15,10 +15,12 @@ input chain keeps a turn with effects from being applied twice.
   `bindgen` after its commit, and a cached list is used only while it carries the current
   generation, so no worker acts on a binding another worker has removed. Any Redis error falls
   back to SQL for that turn.
-- `MemoryHotState`: the session in this process's memory, for a service that runs as ONE worker
-  process (`python main.py` without `--workers`, the SQLite default). The bindings are still read
-  from SQL on every turn (one indexed read; a console or command-line change is seen at once).
-  Entries idle for `idle_seconds` (a USSD session lasts at most 180 s) are dropped.
+- `MemoryHotState`: the session and the caller's bindings in this process's memory, for a service
+  that runs as ONE worker process (`python main.py` without `--workers`, the SQLite default): a
+  menu turn runs no SQL at all. Every binding change of such a service is made in this process
+  (turns, the console, phone changes: `BindingStore.on_change`) and drops the cached list at once;
+  a list is re-read from SQL at least every `bindings_ttl_seconds`. Entries idle for
+  `idle_seconds` (a USSD session lasts at most 180 s) are dropped.
 """
 
 from __future__ import annotations
@@ -84,26 +86,45 @@ class MemoryHotState(HotState):
         sql: SqlSessionStore,
         *,
         idle_seconds: float = 600.0,
+        bindings_ttl_seconds: float = 600.0,
         max_sessions: int = 50_000,
         durable_every: timedelta = timedelta(hours=1),
         monotonic: Any = time.monotonic,
     ) -> None:
         self.sql, self.durable_every = sql, durable_every
-        self.idle, self.max_sessions, self.monotonic = idle_seconds, max_sessions, monotonic
+        self.idle, self.bindings_ttl = idle_seconds, bindings_ttl_seconds
+        self.max_sessions, self.monotonic = max_sessions, monotonic
         # (channel, address) → (last use, the encoded copy); oldest use first
         self.sessions: dict[tuple[str, str], tuple[float, str]] = {}
+        # (channel, address) → (read at, live bindings); dropped by every change in this process
+        self.bound: dict[tuple[str, str], tuple[float, Bound]] = {}
+        self.binding_changes = 0
 
     async def load(self, channel: str, address: str, now: datetime) -> tuple[Loaded, Bound]:
-        entry = self.sessions.get((channel, address))
+        key, clock = (channel, address), self.monotonic()
+        entry = self.sessions.get(key)
         loaded = None
-        if entry is not None and self.monotonic() - entry[0] <= self.idle:
+        if entry is not None and clock - entry[0] <= self.idle:
             loaded = _decode_state(entry[1])  # a fresh copy: a failed turn leaves the stored one as it was
-        snap = await self.sql.load(channel, address, now=now, session=loaded is None)
-        if loaded is None:
-            assert snap.loaded is not None
-            loaded = snap.loaded
-        assert snap.bound is not None
-        return loaded, snap.bound
+        cached = self.bound.get(key)
+        bound = cached[1] if cached is not None and clock - cached[0] <= self.bindings_ttl else None
+        if loaded is None or bound is None:
+            changes = self.binding_changes
+            snap = await self.sql.load(
+                channel, address, now=now, session=loaded is None, bindings=bound is None
+            )
+            if loaded is None:
+                assert snap.loaded is not None
+                loaded = snap.loaded
+            if bound is None:
+                assert snap.bound is not None
+                bound = snap.bound
+                if changes == self.binding_changes:  # no change committed meanwhile: worth keeping
+                    self.bound.pop(key, None)
+                    self.bound[key] = (clock, bound)
+                    if len(self.bound) > self.max_sessions:
+                        del self.bound[next(iter(self.bound))]
+        return loaded, [(p, e) for p, e in bound if e > now]
 
     def _keep(self, loaded: Loaded, channel: str, address: str, values: dict[str, Any]) -> None:
         key, now = (channel, address), self.monotonic()
@@ -123,6 +144,12 @@ class MemoryHotState(HotState):
     ) -> None:
         loaded.durable, loaded.durable_at = durable_view(loaded.state), values["updated_at"]
         self._keep(loaded, channel, address, values)
+        if bindings_changed:
+            await self.bindings_changed(channel, address)
+
+    async def bindings_changed(self, channel: str, address: str) -> None:
+        self.binding_changes += 1
+        self.bound.pop((channel, address), None)
 
 
 class RedisHotState(HotState):

@@ -87,6 +87,7 @@ def build_conversations(
         bindings.on_change = service.hot.bindings_changed
     elif getattr(state, "single_process", False):  # one worker process: the session in its memory
         service.hot = MemoryHotState(service.store)
+        bindings.on_change = service.hot.bindings_changed
     return service
 
 

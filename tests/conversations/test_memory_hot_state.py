@@ -1,6 +1,6 @@
 """USSD navigation in a single-process service's memory (`MemoryHotState`): menus never reach SQL,
-durable changes do at once, bindings are read from SQL on every turn (a change made elsewhere is
-seen at the next keypress), a restarted process continues from the SQL copy without applying a
+durable changes do at once, cached bindings are dropped by every change the process commits (and
+re-read after their time to live), a restarted process continues from the SQL copy without applying a
 turn twice, a failed turn leaves the kept copy as it was, and idle entries are dropped."""
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def in_memory(stack: Stack, ticks: Ticks | None = None) -> MemoryHotState:
     """The stack's service with the session in memory, as conversations.wiring builds it."""
     hot = MemoryHotState(stack.service.store, monotonic=ticks or Ticks())
     stack.service.hot = hot
+    stack.service.services.bindings.on_change = hot.bindings_changed
     return hot
 
 
@@ -60,11 +61,7 @@ async def test_navigation_stays_in_memory_and_durable_changes_reach_sql(stack: S
     assert row is not None and row.language == "en"
 
 
-async def test_a_login_holds_and_a_binding_removed_elsewhere_is_seen_at_once(
-    stack: Stack, demo_url: str, tmp_path: Path
-) -> None:
-    in_memory(stack)
-    phone = Phone(stack, Channel.USSD, AN[2])
+async def login(phone: Phone) -> None:
     await phone.dial()
     await phone.send("1")
     await phone.send(AN[0])
@@ -73,12 +70,32 @@ async def test_a_login_holds_and_a_binding_removed_elsewhere_is_seen_at_once(
     await phone.dial()
     assert (await phone.send("1")).startswith("CON Nguyen Van An, CCCD")
 
-    # the console (or a command in another process) logs the phone out through the database
+
+async def test_a_login_holds_and_a_binding_removed_in_the_process_is_seen_at_once(stack: Stack) -> None:
+    hot = in_memory(stack)
+    phone = Phone(stack, Channel.USSD, AN[2])
+    await login(phone)
+    assert hot.bound[("ussd", AN[2])][1]  # the new binding, cached after the login's commit
+    # the console (same process) logs the phone out: the cached list is dropped with the commit
+    assert await stack.service.bindings.unbind("ussd", AN[2]) == 1
+    assert ("ussd", AN[2]) not in hot.bound
+    await phone.dial()
+    assert "Nhap so CCCD" in await phone.send("1")
+
+
+async def test_a_binding_removed_by_another_process_is_seen_once_re_read(
+    stack: Stack, demo_url: str, tmp_path: Path
+) -> None:
+    ticks = Ticks()
+    hot = in_memory(stack, ticks)
+    phone = Phone(stack, Channel.USSD, AN[2])
+    await login(phone)
     other = build_stack(demo_url, tmp_path / "elsewhere")
     try:
         assert await other.service.bindings.unbind("ussd", AN[2]) == 1
     finally:
         await other.close()
+    ticks.now += hot.bindings_ttl + 1
     await phone.dial()
     assert "Nhap so CCCD" in await phone.send("1")
 
