@@ -76,10 +76,17 @@ def channel_auth_lines(settings: Settings, local_telegram: bool = False) -> list
         telegram = (
             f"webhook with secret from DATA_DIR/{TELEGRAM_SECRET_FILE} ({data_dir / TELEGRAM_SECRET_FILE})"
         )
+    if not settings.whatsapp_enabled:
+        whatsapp = "disabled (TWILIO_WHATSAPP_FROM unset)"
+    elif settings.twilio_whatsapp_from:
+        whatsapp = f"as SMS, on /sms/twilio; replies from whatsapp:{settings.twilio_whatsapp_from}"
+    else:
+        whatsapp = "as SMS (no Twilio: the local simulator only, replies kept in the outbox)"
     metrics = "Bearer METRICS_TOKEN" if settings.metrics_token else "open (METRICS_TOKEN unset)"
     return [
         f"  USSD          : {ussd}",
         f"  SMS           : {sms}",
+        f"  WhatsApp      : {whatsapp}",
         f"  Telegram      : {telegram}",
         f"  metrics, docs : {metrics}",
     ]
