@@ -13,8 +13,8 @@ input chain keeps a turn with effects from being applied twice.
   the caller's bindings with one MGET and writes the session back with one SET: no SQL at all.
   Bindings are cached with a generation counter: every change to a caller's bindings increments
   `bindgen` after its commit, and a cached list is used only while it carries the current
-  generation, so no worker acts on a binding another worker has removed. Any Redis error falls
-  back to SQL for that turn.
+  generation, so no worker acts on a binding another worker has removed. Any Redis error, or a
+  call that takes longer than `timeout_seconds`, falls back to SQL for that turn.
 - `MemoryHotState`: the session and the caller's bindings in this process's memory, for a service
   that runs as ONE worker process (`python main.py` without `--workers`, the SQLite default): a
   menu turn runs no SQL at all. Every binding change of such a service is made in this process
@@ -25,6 +25,7 @@ input chain keeps a turn with effects from being applied twice.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -162,9 +163,14 @@ class RedisHotState(HotState):
         ttl_seconds: int = 7200,
         bindings_ttl_seconds: int = 600,
         durable_every: timedelta = timedelta(hours=1),
+        timeout_seconds: float = 2.0,
     ) -> None:
         self.redis, self.sql, self.prefix = redis, sql, prefix
         self.ttl, self.bindings_ttl, self.durable_every = ttl_seconds, bindings_ttl_seconds, durable_every
+        # Each call is bounded here (asyncio.timeout: a timer handle), and the client is made
+        # without a socket timeout: redis-py's own runs every send and read through a task of
+        # asyncio.wait_for, which doubled the CPU and quadrupled the wall time of a command.
+        self.timeout = timeout_seconds
 
     def _keys(self, channel: str, address: str) -> tuple[str, str, str]:
         tail = f"{channel}:{address}"
@@ -177,7 +183,8 @@ class RedisHotState(HotState):
     async def load(self, channel: str, address: str, now: datetime) -> tuple[Loaded, Bound]:
         state_key, bind_key, gen_key = self._keys(channel, address)
         try:
-            raw_state, raw_bound, raw_gen = await self.redis.mget(state_key, bind_key, gen_key)
+            async with asyncio.timeout(self.timeout):
+                raw_state, raw_bound, raw_gen = await self.redis.mget(state_key, bind_key, gen_key)
         except RedisErrors as exc:
             log.warning("redis unavailable (%s): session read from SQL", type(exc).__name__)
             snap = await self.sql.load(channel, address, now=now)
@@ -198,7 +205,8 @@ class RedisHotState(HotState):
                 bound = snap.bound
                 payload = {"g": generation, "p": [[p, e.timestamp()] for p, e in bound]}
                 try:  # tagged with the generation read BEFORE the SQL read: a concurrent change wins
-                    await self.redis.set(bind_key, json.dumps(payload), ex=self.bindings_ttl)
+                    async with asyncio.timeout(self.timeout):
+                        await self.redis.set(bind_key, json.dumps(payload), ex=self.bindings_ttl)
                 except RedisErrors:
                     pass
         return loaded, [(p, e) for p, e in bound if e > now]
@@ -208,7 +216,8 @@ class RedisHotState(HotState):
         """A turn that changed nothing durable: Redis only (and SQL when its copy is old)."""
         stale_copy = await self._refresh_sql_copy(loaded, channel, address, values)
         try:
-            await self.redis.set(self._keys(channel, address)[0], _encode(loaded, values), ex=self.ttl)
+            async with asyncio.timeout(self.timeout):
+                await self.redis.set(self._keys(channel, address)[0], _encode(loaded, values), ex=self.ttl)
         except RedisErrors as exc:
             log.warning("redis unavailable (%s): session written to SQL", type(exc).__name__)
             if not stale_copy:
@@ -226,7 +235,8 @@ class RedisHotState(HotState):
                 if bindings_changed:
                     pipe.incr(gen_key)
                     pipe.expire(gen_key, self.bindings_ttl * 2)
-                await pipe.execute()
+                async with asyncio.timeout(self.timeout):
+                    await pipe.execute()
         except RedisErrors as exc:
             log.warning(
                 "redis unavailable (%s) after a durable turn; dropping the hot copy", type(exc).__name__
@@ -240,15 +250,17 @@ class RedisHotState(HotState):
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.incr(gen_key)
                 pipe.expire(gen_key, self.bindings_ttl * 2)
-                await pipe.execute()
+                async with asyncio.timeout(self.timeout):
+                    await pipe.execute()
         except RedisErrors as exc:
             log.warning("redis unavailable (%s): binding change not announced", type(exc).__name__)
 
     async def _forget(self, state_key: str, gen_key: str | None) -> None:
         try:
-            await self.redis.delete(state_key)
-            if gen_key is not None:
-                await self.redis.incr(gen_key)
+            async with asyncio.timeout(self.timeout):
+                await self.redis.delete(state_key)
+                if gen_key is not None:
+                    await self.redis.incr(gen_key)
         except RedisErrors:
             log.error("redis unavailable: hot copy %s may be stale until it expires", state_key.split(":")[1])
 

@@ -82,7 +82,8 @@ def build_conversations(
     if settings.redis_url:
         from redis.asyncio import Redis
 
-        client = Redis.from_url(settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        # no socket timeout: RedisHotState bounds each call itself (far cheaper; see there)
+        client = Redis.from_url(settings.redis_url, socket_timeout=None, socket_connect_timeout=2.0)
         service.hot = RedisHotState(client, service.store, settings.redis_key_prefix)
         bindings.on_change = service.hot.bindings_changed
     elif getattr(state, "single_process", False):  # one worker process: the session in its memory
