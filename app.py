@@ -174,3 +174,12 @@ def app_from_environment() -> FastAPI:
     settings = Settings()
     configure_logging(settings)
     return create_app(settings)
+
+
+def one_process_app_from_environment() -> FastAPI:
+    """Factory for ONE uvicorn worker process, as `python main.py` runs without `--workers`: USSD
+    navigation is kept in this process's memory (conversations.hot_state.MemoryHotState). Never
+    with `--workers` above 1: each worker would keep its own copy of a caller's session."""
+    app = app_from_environment()
+    app.state.single_process = True
+    return app

@@ -32,9 +32,12 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -135,8 +138,7 @@ def staged_app() -> Any:
         (observability, "record_request", "metrics, log"),
     ):
         _patch(clock, owner, name, stage)
-    inner = service_app.app_from_environment()
-    inner.state.single_process = True  # one worker, as `python main.py` marks it
+    inner = service_app.one_process_app_from_environment()  # one worker, as `python main.py`
     out = Path(os.environ["BENCH_STAGES_DIR"]) / f"{os.getpid()}.json"
 
     async def timed_app(scope: Any, receive: Any, send: Any) -> None:
@@ -259,6 +261,7 @@ class Target:
         self.stages_dir.mkdir()
         self.pg_name: str | None = None
         self.prefix = f"vaxbudget{uuid.uuid4().hex[:8]}"
+        self.as_deployed = False  # True: `python main.py serve --no-demo --workers N`
 
     @contextlib.contextmanager
     def running(self) -> Any:
@@ -290,7 +293,11 @@ class Target:
                 env.update(REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=self.prefix)
             args = ["bench.budget:staged_app", "--factory"]
         args += ["--workers", str(self.workers)] if self.workers > 1 else []
-        server = start_server(args, env, port)
+        if self.as_deployed and self.kind != "bare":  # as the README starts it
+            env.update(HOST="127.0.0.1", PORT=str(port))
+            server = start_main(["--workers", str(self.workers)], env, port)
+        else:
+            server = start_server(args, env, port)
         try:
             yield f"http://127.0.0.1:{port}/ussd"
         finally:
@@ -311,10 +318,36 @@ class Target:
         return _collect(self.stages_dir)
 
     def throughput(self, callers: int, seconds: float, name: str) -> Result:
+        self.as_deployed = True
         with self.running() as url:
             result = asyncio.run(closed_loop(url, callers, seconds, name))
         _collect(self.stages_dir)
         return result
+
+
+def start_main(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """`python main.py serve --no-demo ARGS` (HOST/PORT in env); returns once /ussd answers."""
+    log = tempfile.NamedTemporaryFile(prefix="vaxbench-main-", suffix=".log", delete=False)  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "main.py", "serve", "--no-demo", *args],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
+    )  # fmt: skip
+    log.close()
+    process.log_path = log.name  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"service did not start: {Path(log.name).read_text()[-2000:]}")
+        try:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/ussd", data=b"x=1", method="POST")
+            urllib.request.urlopen(request, timeout=1)
+            return process
+        except urllib.error.HTTPError:
+            return process  # it answers (403 without the gateway token)
+        except OSError:
+            time.sleep(0.2)
+    stop_server(process)
+    raise SystemExit("service did not start in time")
 
 
 def budget_lines(name: str, data: dict[str, Any]) -> list[str]:

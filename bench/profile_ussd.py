@@ -90,10 +90,9 @@ def main() -> None:
                           USSD_GATEWAY_TOKEN=GATEWAY_TOKEN, OUTBOX_POLL_SECONDS="30")  # fmt: skip
         for name in ("TELEGRAM_BOT_TOKEN", "TWILIO_AUTH_TOKEN", "TWILIO_ACCOUNT_SID"):
             os.environ.pop(name, None)
-        from app import app_from_environment
+        from app import app_from_environment, one_process_app_from_environment
 
-        app = app_from_environment()
-        app.state.single_process = not args.redis  # as `python main.py` (one worker) marks it
+        app = app_from_environment() if args.redis else one_process_app_from_environment()
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the access log, written but not shown
 
         async def run() -> None:

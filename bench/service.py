@@ -206,7 +206,9 @@ def start_bare(workers: int, folder: Path) -> tuple[subprocess.Popen[bytes], int
 
 
 def service_command(workers: int) -> list[str]:
-    return ["app:app_from_environment", "--factory", "--workers", str(workers)]
+    """One worker: the single-process factory (session state in memory, as `python main.py`)."""
+    factory = "app:one_process_app_from_environment" if workers == 1 else "app:app_from_environment"
+    return [factory, "--factory", "--workers", str(workers)]
 
 
 # -- a USSD session --------------------------------------------------------------------------------
