@@ -179,10 +179,18 @@ async def _send_code(ctx: Context, person: Person, phone: str, *, sent_key: str 
     otp = ctx.services.otp
     refusal = await otp.reserve_send(person.id, phone)
     if refusal is not None:
-        ctx.say(refusal.key, **refusal.params)
-        if refusal.key == "login.resend_wait" and await otp.has_live_code(ctx.channel, ctx.address):
+        waiting_here = refusal.key == "login.resend_wait" and await otp.has_live_code(
+            ctx.channel, ctx.address
+        )
+        if refusal.key == "login.resend_wait" and not waiting_here:  # the code went to another chat
+            ctx.say("login.code_wait", **refusal.params)
+        else:
+            ctx.say(refusal.key, **refusal.params)
+        if waiting_here:
             ctx.state.flow, ctx.state.step = NAME, "code"
             ctx.ask(ctx.t("login.ask_code"), [(RESEND, ctx.t("login.resend"))])
+        elif refusal.key == "login.resend_wait" and ctx.state.data.get("by_phone"):
+            await begin(ctx, ctx.state.data.get("then"))  # Telegram: share the number again after the wait
         else:
             ctx.finish()
         return

@@ -59,6 +59,7 @@ MESSAGES: dict[str, str] = {
     "login.code_expired": "The code has expired or is no longer valid. Choose 1 for a new code.",
     "login.resend": "Resend code",
     "login.resend_wait": "Please wait {seconds} seconds before asking for a new code. Enter the code:",
+    "login.code_wait": "Please wait {seconds} seconds, then try again: a code was just sent for this person.",
     "login.no_pending": "No code is waiting. Log in again to get one.",
     "login.success": "Verified: {name}.",
     "login.sms_usage": "To log in send LOGIN <national ID> <DDMMYYYY>, e.g. LOGIN 001085012345 14031985",

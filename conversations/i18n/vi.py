@@ -61,6 +61,7 @@ MESSAGES: dict[str, str] = {
     "login.code_expired": "Mã đã hết hạn hoặc không còn hiệu lực. Chọn 1 để nhận mã mới.",
     "login.resend": "Gửi lại mã",
     "login.resend_wait": "Vui lòng đợi {seconds} giây rồi mới gửi lại mã. Nhập mã:",
+    "login.code_wait": "Vui lòng đợi {seconds} giây rồi thử lại: một mã vừa được gửi cho người này.",
     "login.no_pending": "Không có mã nào đang chờ. Đăng nhập lại để nhận mã.",
     "login.success": "Đã xác thực: {name}.",
     "login.sms_usage": "Đăng nhập: gửi DK <số CCCD> <ngày sinh NNTTNNNN>, vd DK 001085012345 14031985",

@@ -90,3 +90,27 @@ async def test_a_number_not_on_record_keeps_the_request_for_the_id_login(stack: 
     await phone.send("14031985")
     done = await phone.send(PINNED_CODE)
     assert "Nguyễn Văn An, CCCD 001******345:" in done, done
+
+
+async def test_a_code_just_sent_on_another_channel_means_wait_then_share_again(stack: Stack) -> None:
+    """A newcomer logs in by USSD, then on Telegram within the minute: told to wait (not to type a
+    code this chat never got), the request kept; sharing the number again after the wait works."""
+    ussd = Phone(stack, Channel.USSD, "+84901234567")
+    await ussd.send("")
+    for answer in ("1", "001085012345", "14031985"):
+        await ussd.send(answer)
+    assert len(await stack.sent_sms("+84901234567")) == 1
+    phone = Phone(stack, Channel.TELEGRAM, CHAT)
+    await phone.command("status")
+    stack.clock.advance(seconds=20)
+    turn = await stack.service.handle(Inbound(Channel.TELEGRAM, CHAT, shared_phone="+84901234567"))
+    texts = [r.text for r in turn.replies]
+    assert texts[0] == "Vui lòng đợi 40 giây rồi thử lại: một mã vừa được gửi cho người này.", texts
+    assert "CCCD" in texts[1] and turn.replies[1].ask_contact  # back at the login, the button offered
+    assert len(await stack.sent_sms("+84901234567")) == 1
+    stack.clock.advance(seconds=41)
+    turn = await stack.service.handle(Inbound(Channel.TELEGRAM, CHAT, shared_phone="+84901234567"))
+    assert "Mã 6 số đã gửi qua SMS tới số điện thoại bạn chia sẻ" in turn.replies[-1].text
+    await phone.send(PINNED_CODE)
+    assert phone.last_turn is not None
+    assert phone.last_turn.replies[-1].text.startswith("Nguyễn Văn An, CCCD 001******345:")
