@@ -371,7 +371,8 @@ def test_quick_start_simulators_use_the_generated_token(tmp_path: Path, demo_tem
         assert token not in banner
         assert re.search(r"USSD +: gateway token from DATA_DIR/gateway_token", banner), banner
         assert re.search(r"SMS +: gateway token, as for USSD \(TWILIO_AUTH_TOKEN unset\)", banner)
-        assert re.search(r"Telegram +: disabled", banner)
+        # no bot token: Telegram runs against the service's own Bot API stand-in, behind the secret
+        assert re.search(r"Telegram +: .*webhook with secret from DATA_DIR/telegram_webhook_secret", banner)
 
         # a stranger is refused ...
         stranger = httpx.post(
@@ -384,9 +385,17 @@ def test_quick_start_simulators_use_the_generated_token(tmp_path: Path, demo_tem
         assert re.search(r"SMS to \+84901234567: .*ma xac thuc \d{6}", out), out
         out = simulate(env, "sms", "--phone", "+84912345678", typed="HD\nq\n")
         assert "HTTP 403" not in out and "  ← " in out and "MUI" in out, out
+        out = simulate(env, "telegram", "--phone", "+84912345678", typed="/start\n!quit\n")
+        assert "🤖 Chào bạn!" in out, out
     finally:
         server.terminate()
         server.wait(timeout=15)
+    whole_log = log.read_text()
+    for name in ("gateway_token", "telegram_webhook_secret", "telegram_local_bot_token", "secret_key"):
+        secret_file = tmp_path / "var" / name
+        if secret_file.exists():
+            secret = secret_file.read_text().strip()
+            assert secret not in whole_log and secret.split(":")[-1] not in whole_log, f"{name} logged"
 
 
 def test_quick_start_telegram_simulator_uses_the_generated_secret(
@@ -400,4 +409,4 @@ def test_quick_start_telegram_simulator_uses_the_generated_secret(
     assert stat.S_IMODE((tmp_path / "var" / "telegram_webhook_secret").stat().st_mode) == 0o600
     service_log = (tmp_path / "var" / "simulator" / "telegram-service.log").read_text()
     assert secret not in service_log + out
-    assert re.search(r"Telegram +: webhook with secret from DATA_DIR/telegram_webhook_secret", service_log)
+    assert re.search(r"Telegram +: .*webhook with secret from DATA_DIR/telegram_webhook_secret", service_log)
