@@ -20,6 +20,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -29,8 +30,10 @@ from bench.service import GATEWAY_TOKEN, REDIS_URL, pg_drop, pg_template, redis_
 PHONES = [f"+8490{n:07d}" for n in range(1_000_100, 1_000_150)]
 
 
-async def drive(app: object, requests: int) -> float:
-    """Posts `requests` menu-only USSD requests (a dial, then `1`); returns CPU s per request."""
+async def drive(app: object, requests: int, status: bool = False) -> float:
+    """Posts `requests` menu-only USSD requests (a dial, then `1`), or with `status` a bound
+    caller's status journey (dial, `1` the doses, `98` next page, `0` back); returns CPU s per
+    request."""
     sent: list[dict[str, object]] = []
 
     async def send(message: dict[str, object]) -> None:
@@ -57,12 +60,22 @@ async def drive(app: object, requests: int) -> float:
 
     for n in range(100):  # warm-up
         await one(n, "", f"warm{n}")
+    steps = ("", "1", "1*98", "1*98*0") if status else ("", "1")
     started = time.process_time()
-    for n in range(requests // 2):
+    for n in range(requests // len(steps)):
         session_id = f"ATUid_{uuid.uuid4().hex[:20]}"
-        await one(n, "", session_id)
-        await one(n, "1", session_id)
-    return (time.process_time() - started) / (requests // 2 * 2)
+        for text in steps:
+            await one(n, text, session_id)
+    return (time.process_time() - started) / (requests // len(steps) * len(steps))
+
+
+async def bind_phones(app: Any) -> None:
+    from registry_client.embedded.demo import ordinary_people
+
+    registry, bindings = app.state.registry, app.state.conversations.bindings
+    for phone, person in zip(PHONES, ordinary_people(50), strict=True):
+        found = await registry.find_person(person.national_id, person.date_of_birth)
+        await bindings.bind("ussd", phone, found.id, via_phone=phone)
 
 
 def main() -> None:
@@ -70,6 +83,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--redis", action="store_true")
     parser.add_argument("--top", type=int, default=35)
+    parser.add_argument("--status", action="store_true", help="bound callers reading their doses")
     args = parser.parse_args()
     from bench.service import sqlite_template
 
@@ -97,10 +111,12 @@ def main() -> None:
 
         async def run() -> None:
             async with app.router.lifespan_context(app):
-                plain = await drive(app, args.requests)
+                if args.status:  # each phone bound to a demo citizen, as after a login
+                    await bind_phones(app)
+                plain = await drive(app, args.requests, args.status)
                 profiler = cProfile.Profile()
                 profiler.enable()
-                await drive(app, args.requests)
+                await drive(app, args.requests, args.status)
                 profiler.disable()
                 print(
                     f"CPU per request without the profiler: {plain * 1e6:.1f} µs (in-process, no HTTP server)"
