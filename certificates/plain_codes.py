@@ -6,7 +6,10 @@ is built (every start; after the first, one indexed count finds nothing to do). 
 digest and seal and loses its plain `code` in one guarded UPDATE, so several workers starting at
 once convert each row once. Then the old values are purged from the database files, where an
 UPDATE alone would leave them: SQLite is rewritten (`VACUUM`, the write-ahead log truncated),
-PostgreSQL's table is rewritten (`VACUUM FULL`), dropping the dead row versions. Backups and
+PostgreSQL's table is rewritten by an ALTER TABLE
+that keeps its schema (`code` stays varchar(16), now NULL everywhere): unlike VACUUM FULL, such a
+rewrite copies live rows only, even while another transaction's snapshot still sees the old
+versions. Backups and
 archived logs taken before still hold the codes; they are the operator's to expire.
 """
 
@@ -72,6 +75,9 @@ def _purge(engine: Engine) -> None:
                 conn.exec_driver_sql("VACUUM")
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
             elif engine.dialect.name == "postgresql":
-                conn.exec_driver_sql("VACUUM FULL certificate_codes")
+                conn.exec_driver_sql("SET lock_timeout = '10s'")
+                conn.exec_driver_sql(
+                    "ALTER TABLE certificate_codes ALTER COLUMN code TYPE varchar(16) USING NULL::varchar(16)"
+                )
     except DBAPIError as exc:  # busy: the codes are sealed; only old bytes may linger
-        log.warning("certificate codes: the database could not be compacted (%s); run VACUUM", exc)
+        log.warning("certificate codes: the database could not be compacted (%s); run VACUUM (SQLite) or VACUUM FULL (PostgreSQL)", exc)
