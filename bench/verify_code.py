@@ -39,14 +39,17 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import insert  # noqa: E402
 
+from certificates.code_secrets import CodeSecrets  # noqa: E402
 from certificates.code_tables import CertificateCodeRow  # noqa: E402
 from certificates.codes import format_code, generate_code  # noqa: E402
 from certificates.tables import IssuedCertificateRow  # noqa: E402
 from db.base import make_sync_engine  # noqa: E402
 from db.migrate import migrate  # noqa: E402
+from db.secret_keys import SecretKeys  # noqa: E402
 
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 ROUNDS = 4
+SECRET_KEY = "bench-secret"  # the service's, so that it finds the codes filled in here
 
 
 @dataclass
@@ -73,6 +76,7 @@ def free_port() -> int:
 def fill(url: str, count: int) -> list[tuple[str, int]]:
     """`count` certificates with codes; returns (shown code, birth year) of every one."""
     migrate(url)
+    secrets = CodeSecrets.from_keys(SecretKeys.derive(SECRET_KEY))
     engine = make_sync_engine(url)
     now = datetime.now(UTC).replace(microsecond=0)
     rng = random.Random(9)
@@ -99,7 +103,8 @@ def fill(url: str, count: int) -> list[tuple[str, int]]:
                 )
                 codes.append(
                     {
-                        "code": code,
+                        "code_digest": secrets.digest(code),
+                        "code_sealed": secrets.seal(code, uvci),
                         "uvci": uvci,
                         "person_id": str(100000 + i),
                         "holder_name": "Nguyễn T. Ánh",
@@ -211,7 +216,7 @@ def bench(db: str, codes: int, requests: int, concurrencies: list[int], tmp: Pat
             "DATABASE_URL": url,
             "DATA_DIR": str(tmp / "data"),
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-            "SECRET_KEY": "bench-secret",
+            "SECRET_KEY": SECRET_KEY,
             "RUN_WORKERS": "false",
         }
         env.pop("TELEGRAM_BOT_TOKEN", None)
