@@ -306,3 +306,38 @@ def _insert_old_code_sql() -> str:
         "(code, uvci, person_id, holder_name, birth_year, dose_count, latest_dose_on, created_at) "
         "VALUES (:code, :uvci, :person_id, :holder_name, :birth_year, :dose_count, :latest_dose_on, :created_at)"
     )
+
+
+async def test_a_seal_opens_only_for_its_certificate_and_with_its_key(sqlite_url: str, tmp_path: Path) -> None:
+    """A seal copied onto another certificate's row does not give its code away; after SECRET_KEY
+    changed, the stored code can be neither found nor sent, so asking again issues a new one."""
+    from tests.certificates.test_codes import ANH, ANH_DOSES, BAO, BAO_DOSES
+
+    engine = make_async_engine(sqlite_url)
+    sessions = make_sessionmaker(engine)
+    try:
+        settings = Settings(database_url=sqlite_url, data_dir=tmp_path / "data", secret_key=SECRET)
+        service = build_certificate_service(settings, sessions)
+        anh, bao = await service.code_for(ANH, ANH_DOSES), await service.code_for(BAO, BAO_DOSES)
+        sync = create_engine(sqlite_url)
+        with sync.begin() as conn:  # Bảo's row given Ánh's seal
+            rows = {r.person_id: r for r in conn.execute(select(CertificateCodeRow.__table__)).all()}
+            conn.execute(
+                update(CertificateCodeRow.__table__)
+                .where(CertificateCodeRow.__table__.c.person_id == BAO.id)
+                .values(code_sealed=rows[ANH.id].code_sealed)
+            )
+        sync.dispose()
+        again = await service.code_for(BAO, BAO_DOSES)
+        assert again not in (anh, bao)  # not Ánh's code: a new one for Bảo's certificate
+        assert (await service.codes.check(again, BAO.date_of_birth.year)).reason == VALID
+        assert (await service.codes.check(anh, ANH.date_of_birth.year)).reason == VALID
+
+        rotated = Settings(database_url=sqlite_url, data_dir=tmp_path / "data", secret_key="another-secret")
+        other = build_certificate_service(rotated, sessions)
+        assert (await other.codes.check(anh, ANH.date_of_birth.year)).reason == UNKNOWN
+        fresh = await other.code_for(ANH, ANH_DOSES)
+        assert fresh != anh and (await other.codes.check(fresh, ANH.date_of_birth.year)).reason == VALID
+        assert await other.code_for(ANH, ANH_DOSES) == fresh
+    finally:
+        await engine.dispose()
