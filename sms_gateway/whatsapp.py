@@ -41,6 +41,7 @@ MAX_BODY_CHARS = 4096  # WhatsApp's own limit for a text message
 # service cannot take (audio, video, a sticker) is refused by the media check with a reason.
 TEXT_TYPES = frozenset({"text", "button", "interactive"})
 MEDIA_TYPES = frozenset({"image", "document", "audio", "video", "sticker"})
+COUNTED_TYPES = TEXT_TYPES | MEDIA_TYPES | {"location", "contacts"}  # metric labels; the rest: other
 _CHOICE = re.compile(r"[0-9]{1,3}")  # a quick-reply / list answer carries the option's number
 
 INBOUND = Counter("whatsapp_inbound_total", "WhatsApp messages received, by Twilio MessageType", ["type"])
@@ -97,7 +98,7 @@ async def handle_whatsapp(request: Request, params: dict[str, str], fetch_media:
     if sender is None or not sid:
         raise HTTPException(400, "From=whatsapp:<E.164> and MessageSid are required")
     kind = message_type(params)
-    INBOUND.labels(kind if kind in TEXT_TYPES | MEDIA_TYPES | {"location", "contacts"} else "other").inc()
+    INBOUND.labels(kind if kind in COUNTED_TYPES else "other").inc()
     dedup_key = f"twilio:{sid[:120]}"
     files: tuple[InboundMedia, ...] = ()
     rejected = None
