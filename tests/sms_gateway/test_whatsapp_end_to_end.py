@@ -203,5 +203,25 @@ def test_simulate_whatsapp_against_the_quick_start_server(demo_template: Path, t
             assert verdict["valid"] is True, verdict
         inbox.close()
         sms.stop()
+
+        # the command itself, as a newcomer types it, given only the server's DATABASE_URL and DATA_DIR
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "SECRET_KEY"))},
+            "DATABASE_URL": settings.database_url,
+            "DATA_DIR": str(settings.data_dir),
+            "PUBLIC_BASE_URL": base,
+        }
+        done = subprocess.run(
+            [sys.executable, "main.py", "simulate", "whatsapp", "--phone", "+84987654321"],
+            input="1\n048095006789\n30111995\nq\n",
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            cwd=ROOT,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "HTTP 403" not in done.stdout and "Mã 6 số đã gửi qua SMS" in done.stdout, done.stdout
+        assert re.search(r"SMS to \+84987654321: .*ma xac thuc \d{6}", done.stdout), done.stdout
     finally:
         _stop(process)
