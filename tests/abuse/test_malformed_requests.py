@@ -135,7 +135,10 @@ async def test_every_route_answers_malformed_requests_with_4xx(service: Service)
         answer = await service.client.request(
             method, url, content=OVERSIZED, headers={"Content-Type": "application/x-www-form-urlencoded"}
         )
-        if answer.status_code != 413:
+        # a gateway webhook refuses a caller without the gateway token before reading any body (403);
+        # the gateway's own oversized bodies get 413 (test_gateway_webhooks_refuse_bodies_far_above…)
+        refused = answer.status_code == 403 and url in ("/ussd", "/sms/twilio", "/sms/twilio/status")
+        if answer.status_code != 413 and not refused:
             server_errors.append(
                 ("anonymous", method, url, "oversized", answer.status_code, answer.text[:80])
             )
