@@ -29,6 +29,7 @@ from certificates.verification import VerificationResult
 from registry_client.errors import RecordNotFound, RegistryUnavailable
 from registry_client.models import AuditEntry, Person
 from registry_client.protocol import Registry
+from web.api_answers import SignerKeys, VerifyAnswer
 from web.certificate_texts import REASONS, TEXTS, format_date, language
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ async def certificate_qr(
     return Response(issued.png, media_type="image/png", headers=headers)
 
 
-@router.get("/api/certificates/keys")
+@router.get("/api/certificates/keys", response_model=SignerKeys)
 async def certificate_keys(service: Certificates) -> dict[str, list[dict[str, str]]]:
     return {"keys": service.public_keys()}
 
@@ -222,7 +223,7 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
-@router.post("/api/verify", openapi_extra=VERIFY_OPENAPI)
+@router.post("/api/verify", response_model=VerifyAnswer, openapi_extra=VERIFY_OPENAPI)
 async def api_verify(request: Request, service: Certificates) -> JSONResponse:
     if not _is_json(request.headers.get("content-type", "")):
         return JSONResponse({"detail": NOT_JSON}, status_code=415)

@@ -54,6 +54,7 @@ from outbox.tables import OutboxRow
 from registry_client.clock import as_utc, utc_now
 from registry_client.errors import RecordNotFound, RegistryUnavailable
 from registry_client.pending_writes import PendingWriteRow
+from web.api_answers import Health
 
 log = logging.getLogger(__name__)
 
@@ -429,7 +430,12 @@ async def degraded_dependencies(state: Any) -> dict[str, str]:
 router = APIRouter()
 
 
-@router.get("/healthz", include_in_schema=True)
+@router.get(
+    "/healthz",
+    include_in_schema=True,
+    response_model=Health,
+    responses={503: {"model": Health, "description": "the database does not answer"}},
+)
 async def healthz(request: Request) -> JSONResponse:
     state = request.app.state
     try:

@@ -1,5 +1,6 @@
-"""The console's JSON API (INTERFACES §3): bearer tokens for call-centre software, sending a
-certificate link, the correction queue, resolving a report. Same permissions as the pages."""
+"""The console's JSON API (docs/http-api.md): bearer tokens for call-centre software, sending a
+certificate link, phone changes, the correction queue, resolving a report. Same permissions as the
+pages. Its answers are described for OpenAPI in web/console/api_answers.py."""
 
 from __future__ import annotations
 
@@ -17,6 +18,18 @@ from registry_client.identity import mask_phone, normalize_national_id
 from registry_client.models import OPEN_STATUSES, AuditEntry, CaseStatus, CorrectionCase, CorrectionQuery
 from web.console import casework, hotline
 from web.console.access import HOTLINE, LoginRequired, queue_scope
+from web.console.api_answers import (
+    NOT_AUTHENTICATED,
+    CorrectionsAnswer,
+    PhoneChangeAnswer,
+    PhoneChangeConfirmed,
+    ResolveAnswer,
+    ResolveConflict,
+    SendLinkAnswer,
+    TokenAnswer,
+    WrongCode,
+    problems,
+)
 from web.console.auth import LoginOutcome
 from web.console.casework import DoseInput
 from web.console.citizen import NoAddress, ServiceMissing
@@ -52,7 +65,14 @@ class TokenRequest(BaseModel):
     password: str = Field(min_length=1, max_length=256)
 
 
-@router.post("/api/agent/token")
+@router.post(
+    "/api/agent/token",
+    response_model=TokenAnswer,
+    responses=problems(
+        _401="bad_credentials",
+        _429="locked: too many failed logins from this address; see Retry-After",
+    ),
+)
 async def token(request: Request, body: TokenRequest) -> JSONResponse:
     console = request.app.state.console
     client_ip = request.client.host if request.client else "unknown"
@@ -80,7 +100,18 @@ class SendLinkRequest(BaseModel):
     channel: Literal["sms", "telegram"] = "sms"
 
 
-@router.post("/api/agent/send-link", status_code=202)
+@router.post(
+    "/api/agent/send-link",
+    status_code=202,
+    response_model=SendLinkAnswer,
+    responses=problems(
+        _401=NOT_AUTHENTICATED,
+        _403="forbidden: agents and admins only",
+        _404="no person with this national ID and date of birth",
+        _409="no dose on record, no phone on record, or no Telegram chat bound",
+        _503="the certificate service or the registry is not available",
+    ),
+)
 async def send_link(request: Request, body: SendLinkRequest, user: ApiUser) -> JSONResponse:
     console = request.app.state.console
     if user.role not in (Role.AGENT, Role.ADMIN):
@@ -134,7 +165,19 @@ _REQUEST_REFUSED = {
 }
 
 
-@router.post("/api/agent/phone-change", status_code=202)
+@router.post(
+    "/api/agent/phone-change",
+    status_code=202,
+    response_model=PhoneChangeAnswer,
+    responses=problems(
+        _401=NOT_AUTHENTICATED,
+        _403="forbidden: agents and admins only",
+        _404="no person with this national ID and date of birth",
+        _409="the new phone is already the person's only registered phone",
+        _429="too many change codes sent for this person (5 an hour)",
+        _503="phone changes or the registry are not available",
+    ),
+)
 async def phone_change(request: Request, body: PhoneChangeBody, user: ApiUser) -> JSONResponse:
     """Step 1: a code goes by SMS to the new phone. Nothing changes until it is read back."""
     console = request.app.state.console
@@ -169,7 +212,20 @@ async def phone_change(request: Request, body: PhoneChangeBody, user: ApiUser) -
     )
 
 
-@router.post("/api/agent/phone-change/{change_id}/confirm")
+@router.post(
+    "/api/agent/phone-change/{change_id}/confirm",
+    response_model=PhoneChangeConfirmed,
+    responses={
+        400: {"model": WrongCode, "description": "wrong code (counted), change dead, code expired, or a body that is no JSON"},
+        **problems(
+            _401=NOT_AUTHENTICATED,
+            _403="forbidden: agents and admins only",
+            _404="no such phone change",
+            _429="too many codes tried by this agent (30 an hour); see Retry-After",
+            _503="phone changes or the registry are not available",
+        ),
+    },
+)
 async def confirm_phone_change(
     request: Request, change_id: str, body: PhoneChangeCode, user: ApiUser
 ) -> JSONResponse:
@@ -257,7 +313,15 @@ def case_json(case: CorrectionCase, today: date) -> dict[str, Any]:
     }
 
 
-@router.get("/api/corrections")
+@router.get(
+    "/api/corrections",
+    response_model=CorrectionsAnswer,
+    responses=problems(
+        _401=NOT_AUTHENTICATED,
+        _403="other_site: site staff see their own site's queue only",
+        _503="the registry is not available",
+    ),
+)
 async def corrections(request: Request, user: ApiUser, status: str = "open", site: str = "") -> JSONResponse:
     console = request.app.state.console
     scope = queue_scope(user, site[:32])  # Denied → 403
@@ -307,9 +371,27 @@ class ResolveBody(BaseModel):
     decision: Literal["approved", "rejected"]
     note: str = Field(default="", max_length=1000)
     dose: DoseBody | None = None
+    override: str | None = Field(
+        default=None,
+        max_length=500,
+        description="The reason to record a dose that leaves a gap, reuses a dose number or date, or is "
+        "dated before its predecessor; without it such an approval answers 409 with the problems.",
+    )
 
 
-@router.post("/api/corrections/{ref}/resolve")
+@router.post(
+    "/api/corrections/{ref}/resolve",
+    response_model=ResolveAnswer,
+    responses={
+        409: {"model": ResolveConflict, "description": "closed already, or the dose needs an override"},
+        **problems(
+            _401=NOT_AUTHENTICATED,
+            _403="forbidden: not this user's site",
+            _404="no such report",
+            _503="the registry is not available",
+        ),
+    },
+)
 async def resolve(request: Request, ref: str, body: ResolveBody, user: ApiUser) -> JSONResponse:
     console = request.app.state.console
     try:
@@ -328,28 +410,6 @@ async def resolve(request: Request, ref: str, body: ResolveBody, user: ApiUser) 
             outcome = await casework.approve(console, user, ref, dose, body.note, body.override)
         else:
             outcome = await casework.reject(console, user, ref, body.note)
-    except InputProblem as exc:
-        return problem(422, exc.key)
-    except InvalidRequest as exc:
-        if str(exc) == "already_closed":
-            return problem(409, "the report is already closed")
-        return problem(422, str(exc))
-    case = outcome.case
-    return JSONResponse(
-        {
-            "ref": case.ref,
-            "status": case.status.value,
-            "citizen_told": outcome.citizen_told,
-            "certificate_reissued": outcome.certificate_reissued,
-            "correction": case_json(case, console.today()),
-        }
-    )
-    override: str | None = Field(
-        default=None,
-        max_length=500,
-        description="The reason to record a dose that leaves a gap, reuses a dose number or date, or is "
-        "dated before its predecessor; without it such an approval answers 409 with the problems.",
-    )
     except casework.SequenceNeedsOverride as exc:
         return JSONResponse(
             {
@@ -368,3 +428,19 @@ async def resolve(request: Request, ref: str, body: ResolveBody, user: ApiUser) 
             },
             status_code=409,
         )
+    except InputProblem as exc:
+        return problem(422, exc.key)
+    except InvalidRequest as exc:
+        if str(exc) == "already_closed":
+            return problem(409, "the report is already closed")
+        return problem(422, str(exc))
+    case = outcome.case
+    return JSONResponse(
+        {
+            "ref": case.ref,
+            "status": case.status.value,
+            "citizen_told": outcome.citizen_told,
+            "certificate_reissued": outcome.certificate_reissued,
+            "correction": case_json(case, console.today()),
+        }
+    )
