@@ -6,7 +6,8 @@ FastAPI's route matching over every console route, its dependency resolution and
 and exit-stack middleware cost several times what such a handler needs (measured with
 bench/budget.py). `install_webhook_fast_path(app)` puts a dispatcher at the top of the app's
 middleware stack: those exact POST paths go straight to their endpoint, wrapped only in what
-every response must get — the request metrics and access log, and the security headers. Every
+every response must get — the app's body limit, the request metrics and access log, and the
+security headers. Every
 other request (and any other method on those paths) takes the ordinary stack, unchanged.
 
 An endpoint's `HTTPException` is answered as FastAPI answers it (`{"detail": …}` with its status
@@ -21,6 +22,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute
@@ -53,7 +55,11 @@ class WebhookFastPath:
             route.path: (route, route.endpoint)  # type: ignore[attr-defined]
             for route in routes
         }
-        self.fast = SecurityHeadersMiddleware(MetricsMiddleware(self._serve, access_log=access_log))
+        fast: ASGIApp = SecurityHeadersMiddleware(MetricsMiddleware(self._serve, access_log=access_log))
+        limit = getattr(app, "max_body_size", None)
+        if limit is not None:  # the app's own body limit, answered as the ordinary stack answers it
+            fast = RequestBodyLimitMiddleware(fast, max_body_size=limit)
+        self.fast = fast
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.routes:

@@ -16,6 +16,7 @@ import pytest
 
 from app import create_app
 from settings import Settings
+from web.request_errors import MAX_REQUEST_BYTES
 from web.webhook_fast_path import WebhookFastPath
 
 TOKEN = "fast-path-gateway-token"
@@ -85,6 +86,9 @@ REQUESTS: list[tuple[str, dict[str, Any]]] = [
         },
     ),  # fmt: skip
     ("/ussd", {"content": b"text=" + b"1" * 70_000, "headers": {"X-Gateway-Token": TOKEN}}),
+    ("/ussd", {"content": b"x" * (MAX_REQUEST_BYTES + 1), "headers": {"X-Gateway-Token": TOKEN}}),
+    ("/ussd", {"content": b"x" * (MAX_REQUEST_BYTES + 1)}),  # above the app's limit, no token
+    ("/sms/twilio", {"content": b"x" * (MAX_REQUEST_BYTES + 1)}),
     ("/sms/twilio", {"data": {"From": PHONE, "Body": "MUI", "MessageSid": "SM{s}"}}),  # no token
     ("/sms/twilio", {"data": {"From": PHONE, "MessageSid": "SM{s}"}, "headers": {"X-Gateway-Token": "x"}}),
     ("/sms/twilio/status", {"data": {"MessageSid": "SM1"}, "headers": {"X-Gateway-Token": TOKEN}}),
