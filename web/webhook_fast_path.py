@@ -1,14 +1,14 @@
 """The channel webhooks on the shortest path through the ASGI stack.
 
-A USSD gateway posts one request per keypress; the handlers of `POST /ussd`, `/sms/twilio`,
-`/sms/twilio/status` and the Telegram webhook take the bare `Request` and read their own bodies.
-FastAPI's route matching over every console route, its dependency resolution and its exception
-and exit-stack middleware cost several times what such a handler needs (measured with
+A USSD gateway posts one request per keypress; the handlers of `POST /ussd`, `/sms/twilio` and
+`/sms/twilio/status` take the bare `Request` and read (and bound) their own bodies. FastAPI's
+route matching over every console route, its dependency resolution and its exception and
+exit-stack middleware cost several times what such a handler needs (measured with
 bench/budget.py). `install_webhook_fast_path(app)` puts a dispatcher at the top of the app's
 middleware stack: those exact POST paths go straight to their endpoint, wrapped only in what
 every response must get — the app's body limit, the request metrics and access log, and the
-security headers. Every
-other request (and any other method on those paths) takes the ordinary stack, unchanged.
+security headers. Every other request (and any other method on those paths) takes the ordinary
+stack, unchanged. (The Telegram webhook reads its body whole and stays on the ordinary stack.)
 
 An endpoint's `HTTPException` is answered as FastAPI answers it (`{"detail": …}` with its status
 and headers); any other exception is logged and answered 500, as the ordinary stack does.
