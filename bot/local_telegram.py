@@ -16,7 +16,6 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -121,8 +120,3 @@ class LocalBotApiWatch:
                 if self._mine(call):
                     for listener in list(self.listeners):
                         listener(call)
-
-
-def announce(api: Any) -> str:
-    """The banner's Telegram line for a service running its stand-in."""
-    return f"local Bot API stand-in on {api.base_url} (python main.py simulate telegram)"

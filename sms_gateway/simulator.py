@@ -27,7 +27,7 @@ from db.base import make_sync_engine
 from outbox.sealing import OutboxSeal
 from outbox.tables import OutboxRow
 from registry_client.identity import normalize_phone
-from settings import Settings
+from settings import Settings, main_command
 from sms_gateway.gateway_token import HEADER as GATEWAY_TOKEN_HEADER
 
 Printer = Callable[[str], None]
@@ -235,7 +235,7 @@ def run_simulator(settings: Settings, channel: str, phone: str, url: str | None)
     except (EOFError, KeyboardInterrupt):
         print()
     except httpx.ConnectError:
-        print(f"The service does not answer at {base_url}. Start it with `python main.py`.")
+        print(f"The service does not answer at {base_url}. Start it with `{main_command()}`.")
         return 1
     finally:
         watcher.stop()
