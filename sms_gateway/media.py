@@ -171,42 +171,37 @@ async def _fetch(
     raise MediaRejected(NOT_FETCHED)
 
 
-async def _read_recording(response: httpx.Response) -> tuple[bytes, str | None]:
+async def _read_limited(
+    response: httpx.Response, types: frozenset[str], limit: int, wrong_type: str
+) -> tuple[bytes, str]:
+    """The body of a 200 answer of one of `types`, at most `limit` bytes (declared or streamed)."""
     if response.status_code != 200:
         raise MediaRejected(NOT_FETCHED)
     declared_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-    if declared_type not in RECORDING_TYPES:
-        raise MediaRejected(NOT_FETCHED)
+    if declared_type not in types:
+        raise MediaRejected(wrong_type)
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise MediaRejected(TOO_BIG)
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
         size += len(chunk)
-        if size > MAX_RECORDING_BYTES:
+        if size > limit:
             raise MediaRejected(TOO_BIG)
         chunks.append(chunk)
-    content = b"".join(chunks)
+    return b"".join(chunks), declared_type
+
+
+async def _read_recording(response: httpx.Response) -> tuple[bytes, str | None]:
+    content, declared_type = await _read_limited(response, RECORDING_TYPES, MAX_RECORDING_BYTES, NOT_FETCHED)
     if not (content.startswith(b"RIFF") and content[8:12] == b"WAVE"):
         raise MediaRejected(NOT_FETCHED)
     return content, declared_type
 
 
 async def _read_image(response: httpx.Response) -> tuple[bytes, str | None]:
-    if response.status_code != 200:
-        raise MediaRejected(NOT_FETCHED)
-    declared_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-    if declared_type not in MMS_TYPES:
-        raise MediaRejected(NOT_A_PHOTO)
-    declared = response.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BYTES:
-        raise MediaRejected(TOO_BIG)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > MAX_BYTES:
-            raise MediaRejected(TOO_BIG)
-        chunks.append(chunk)
-    content = b"".join(chunks)
+    content, declared_type = await _read_limited(response, MMS_TYPES, MAX_BYTES, NOT_A_PHOTO)
     if sniff(content) not in MMS_TYPES:
         raise MediaRejected(NOT_A_PHOTO)
     return content, declared_type

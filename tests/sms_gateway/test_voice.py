@@ -9,7 +9,7 @@ import re
 import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,27 +18,12 @@ from twilio.request_validator import RequestValidator
 from registry_client.models import CorrectionQuery
 from tests.fakes.twilio_api import TwilioStandIn
 from tests.sms_gateway.conftest import AUTH_TOKEN, PUBLIC, payload
+from tests.sms_gateway.test_twilio_webhook import FORM, sign, with_fields
 
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 START = payload("twilio_voice_start.form")
 DIGITS = payload("twilio_voice_digits.form")
 REDIRECT = payload("twilio_voice_redirect.form")
 STATUS = payload("twilio_voice_status_completed.form")
-
-
-def sign(path: str, body: bytes, token: str = AUTH_TOKEN) -> dict[str, str]:
-    params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-    return {**FORM, "X-Twilio-Signature": RequestValidator(token).compute_signature(PUBLIC + path, params)}
-
-
-def with_fields(body: bytes, **fields: str | None) -> bytes:
-    params = dict(parse_qsl(body.decode(), keep_blank_values=True))
-    for key, value in fields.items():
-        if value is None:
-            params.pop(key, None)
-        else:
-            params[key] = value
-    return urlencode(params).encode()
 
 
 def twiml(text: str) -> ET.Element:
@@ -157,10 +142,10 @@ def stand_in() -> Iterator[TwilioStandIn]:
         yield twilio
 
 
-def test_a_whole_call_login_status_certificate_report_and_outcome(
-    make_client: Callable[..., TestClient], stand_in: TwilioStandIn
-) -> None:
-    client = make_client(
+@pytest.fixture
+def live_client(make_client: Callable[..., TestClient], stand_in: TwilioStandIn) -> TestClient:
+    """The app with Twilio configured at the stand-in and its outbox worker running: SMS arrive there."""
+    return make_client(
         twilio_account_sid=stand_in.account_sid,
         twilio_auth_token=stand_in.auth_token,
         twilio_from=stand_in.from_number,
@@ -168,6 +153,12 @@ def test_a_whole_call_login_status_certificate_report_and_outcome(
         run_workers=True,
         outbox_poll_seconds=0.05,
     )
+
+
+def test_a_whole_call_login_status_certificate_report_and_outcome(
+    live_client: TestClient, stand_in: TwilioStandIn
+) -> None:
+    client = live_client
     an = Call(client, "+84901234567", "CA" + "1" * 32, stand_in.auth_token)
     assert "Bấm 1" in spoken(an.post())
     assert "CCCD" in an.press("1")
@@ -226,16 +217,9 @@ def test_a_whole_call_login_status_certificate_report_and_outcome(
 
 
 def test_a_report_filed_by_voice_is_resolved_from_the_console_and_the_caller_told_by_sms(
-    make_client: Callable[..., TestClient], stand_in: TwilioStandIn
+    live_client: TestClient, stand_in: TwilioStandIn
 ) -> None:
-    client = make_client(
-        twilio_account_sid=stand_in.account_sid,
-        twilio_auth_token=stand_in.auth_token,
-        twilio_from=stand_in.from_number,
-        twilio_api_base=stand_in.base_url,
-        run_workers=True,
-        outbox_poll_seconds=0.05,
-    )
+    client = live_client
     binh = Call(client, "+84912345678", "CA" + "4" * 32, stand_in.auth_token)
     binh.post()
     binh.press("3")
@@ -282,19 +266,12 @@ def test_a_report_filed_by_voice_is_resolved_from_the_console_and_the_caller_tol
 
 
 def test_the_voice_simulator_drives_a_call_to_the_doses(
-    make_client: Callable[..., TestClient], stand_in: TwilioStandIn
+    live_client: TestClient, stand_in: TwilioStandIn
 ) -> None:
     from settings import Settings
     from sms_gateway.voice_simulator import VoicePhone, voice_loop
 
-    client = make_client(
-        twilio_account_sid=stand_in.account_sid,
-        twilio_auth_token=stand_in.auth_token,
-        twilio_from=stand_in.from_number,
-        twilio_api_base=stand_in.base_url,
-        run_workers=True,
-        outbox_poll_seconds=0.05,
-    )
+    client = live_client
     settings: Settings = client.app.state.settings  # type: ignore[attr-defined]
 
     def code() -> str:
