@@ -15,7 +15,14 @@ from starlette.responses import JSONResponse
 from registry_client.clock import utc_now
 from registry_client.errors import InvalidRequest, RecordNotFound
 from registry_client.identity import mask_phone, normalize_national_id
-from registry_client.models import OPEN_STATUSES, AuditEntry, CaseStatus, CorrectionCase, CorrectionQuery
+from registry_client.models import (
+    OPEN_STATUSES,
+    AuditEntry,
+    CaseStatus,
+    CorrectionCase,
+    CorrectionQuery,
+    Person,
+)
 from web.console import casework, hotline
 from web.console.access import HOTLINE, LoginRequired, queue_scope
 from web.console.api_answers import (
@@ -100,6 +107,28 @@ class SendLinkRequest(BaseModel):
     channel: Literal["sms", "telegram"] = "sms"
 
 
+async def _agent_person(
+    request: Request, user: Any, national_id_text: str, date_of_birth: str, action: str
+) -> Person | JSONResponse:
+    """The person an agent names by national ID + date of birth, or the problem answer (403 for a
+    role that may not, 422 for a malformed ID or date, 404 audited for no such person)."""
+    console = request.app.state.console
+    if user.role not in (Role.AGENT, Role.ADMIN):
+        return problem(403, "forbidden")
+    national_id = normalize_national_id(national_id_text)
+    if national_id is None:
+        return problem(422, "national_id must be a 12-digit CCCD or a 9-digit CMND")
+    born = hotline.parse_date_of_birth(date_of_birth)
+    if born is None:
+        return problem(422, "date_of_birth must be a date as YYYY-MM-DD")
+    try:
+        person: Person = await console.registry.find_person(national_id, born)
+    except RecordNotFound:
+        await console.registry.audit(AuditEntry(user.actor, action, None, "no such person"))
+        return problem(404, "no person with this national ID and date of birth")
+    return person
+
+
 @router.post(
     "/api/agent/send-link",
     status_code=202,
@@ -114,19 +143,9 @@ class SendLinkRequest(BaseModel):
 )
 async def send_link(request: Request, body: SendLinkRequest, user: ApiUser) -> JSONResponse:
     console = request.app.state.console
-    if user.role not in (Role.AGENT, Role.ADMIN):
-        return problem(403, "forbidden")
-    national_id = normalize_national_id(body.national_id)
-    if national_id is None:
-        return problem(422, "national_id must be a 12-digit CCCD or a 9-digit CMND")
-    born = hotline.parse_date_of_birth(body.date_of_birth)
-    if born is None:
-        return problem(422, "date_of_birth must be a date as YYYY-MM-DD")
-    try:
-        person = await console.registry.find_person(national_id, born)
-    except RecordNotFound:
-        await console.registry.audit(AuditEntry(user.actor, "api.send_link", None, "no such person"))
-        return problem(404, "no person with this national ID and date of birth")
+    person = await _agent_person(request, user, body.national_id, body.date_of_birth, "api.send_link")
+    if isinstance(person, JSONResponse):
+        return person
     if not await console.registry.list_doses(person.id):
         return problem(409, "this person has no dose on record, so there is no certificate to send")
     try:
@@ -181,19 +200,9 @@ _REQUEST_REFUSED = {
 async def phone_change(request: Request, body: PhoneChangeBody, user: ApiUser) -> JSONResponse:
     """Step 1: a code goes by SMS to the new phone. Nothing changes until it is read back."""
     console = request.app.state.console
-    if user.role not in (Role.AGENT, Role.ADMIN):
-        return problem(403, "forbidden")
-    national_id = normalize_national_id(body.national_id)
-    if national_id is None:
-        return problem(422, "national_id must be a 12-digit CCCD or a 9-digit CMND")
-    born = hotline.parse_date_of_birth(body.date_of_birth)
-    if born is None:
-        return problem(422, "date_of_birth must be a date as YYYY-MM-DD")
-    try:
-        person = await console.registry.find_person(national_id, born)
-    except RecordNotFound:
-        await console.registry.audit(AuditEntry(user.actor, "api.phone_change", None, "no such person"))
-        return problem(404, "no person with this national ID and date of birth")
+    person = await _agent_person(request, user, body.national_id, body.date_of_birth, "api.phone_change")
+    if isinstance(person, JSONResponse):
+        return person
     try:
         requested = await hotline.request_phone_change(
             console, user, person.id, body.new_phone, body.language
