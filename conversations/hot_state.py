@@ -17,7 +17,8 @@ input chain keeps a turn with effects from being applied twice.
   call that takes longer than `timeout_seconds`, falls back to SQL for that turn.
 - `MemoryHotState`: the session and the caller's bindings in this process's memory, for a service
   that runs as ONE worker process (`python main.py` without `--workers`, the SQLite default): a
-  menu turn runs no SQL at all. Every binding change of such a service is made in this process
+  menu turn runs no SQL at all. A turn inside a flow (login, report…) still writes the session
+  row, so a process killed half-way through offers the flow for resumption after its restart. Every binding change of such a service is made in this process
   (turns, the console, phone changes: `BindingStore.on_change`) and drops the cached list at once;
   a list is re-read from SQL at least every `bindings_ttl_seconds`. Entries idle for
   `idle_seconds` (a USSD session lasts at most 180 s) are dropped.
@@ -137,13 +138,19 @@ class MemoryHotState(HotState):
             del self.sessions[next(iter(self.sessions))]
 
     async def save_light(self, loaded: Loaded, channel: str, address: str, values: dict[str, Any]) -> None:
-        await self._refresh_sql_copy(loaded, channel, address, values)
+        in_flow = loaded.state.flow is not None
+        if in_flow or loaded.sql_in_flow:  # a flow in progress survives a restart of the process
+            await self.sql.save_light(loaded, channel, address, values)
+            loaded.durable_at, loaded.sql_in_flow = values["updated_at"], in_flow
+        else:  # menus only: memory (and SQL when its copy is old)
+            await self._refresh_sql_copy(loaded, channel, address, values)
         self._keep(loaded, channel, address, values)
 
     async def after_durable(
         self, loaded: Loaded, channel: str, address: str, values: dict[str, Any], *, bindings_changed: bool
     ) -> None:
         loaded.durable, loaded.durable_at = durable_view(loaded.state), values["updated_at"]
+        loaded.sql_in_flow = loaded.state.flow is not None
         self._keep(loaded, channel, address, values)
         if bindings_changed:
             await self.bindings_changed(channel, address)
@@ -274,6 +281,7 @@ def _encode(loaded: Loaded, values: dict[str, Any]) -> str:
             "s": values["state"],
             "d": loaded.durable,
             "da": loaded.durable_at.isoformat() if loaded.durable_at else None,
+            "f": loaded.sql_in_flow,
         },
         separators=(",", ":"),
     )
@@ -291,6 +299,7 @@ def _decode_state(raw: bytes | str | None) -> Loaded | None:
             data["k"],
             data["d"],
             datetime.fromisoformat(data["da"]) if data.get("da") else None,
+            bool(data.get("f")),
         )
     except (ValueError, KeyError, TypeError):
         log.warning("unreadable hot session state ignored")

@@ -75,6 +75,7 @@ class Loaded:
     session_key: str | None
     durable: dict[str, Any]  # the durable fields as the SQL copy holds them
     durable_at: datetime | None = None  # when the SQL copy was last written
+    sql_in_flow: bool = False  # the SQL copy holds a flow in progress (a restart offers to resume it)
 
     @property
     def exists(self) -> bool:
@@ -149,7 +150,9 @@ def _session(conn: Connection, channel: str, address: str) -> Loaded:
         return Loaded.new()
     state = SessionState.from_json(row.state)
     updated = as_utc(row.updated_at)
-    return Loaded(row.id, state, updated, row.session_key, durable_view(state), updated)
+    return Loaded(
+        row.id, state, updated, row.session_key, durable_view(state), updated, state.flow is not None
+    )
 
 
 def bindings_of(conn: Connection, channel: str, address: str, now: datetime) -> list[tuple[str, datetime]]:

@@ -1,4 +1,5 @@
-"""USSD navigation in a single-process service's memory (`MemoryHotState`): menus never reach SQL,
+"""USSD navigation in a single-process service's memory (`MemoryHotState`): menus never reach SQL
+(a flow in progress does, to be offered again after a restart),
 durable changes do at once, cached bindings are dropped by every change the process commits (and
 re-read after their time to live), a restarted process continues from the SQL copy without applying a
 turn twice, a failed turn leaves the kept copy as it was, and idle entries are dropped."""
@@ -53,9 +54,12 @@ async def test_navigation_stays_in_memory_and_durable_changes_reach_sql(stack: S
     hot = in_memory(stack)
     phone = Phone(stack, Channel.USSD, "+84911000111")
     assert (await phone.dial()).startswith("CON Tiem chung COVID-19")
-    assert (await phone.send("5")).startswith("CON Chon ngon ngu")
+    assert (await phone.dial()).startswith("CON Tiem chung COVID-19")
     assert await sql_session(stack, phone.address) is None  # menus only: nothing in SQL
     assert ("ussd", phone.address) in hot.sessions
+    assert (await phone.send("5")).startswith("CON Chon ngon ngu")  # a flow: kept in SQL too
+    row = await sql_session(stack, phone.address)
+    assert row is not None and row.state["flow"] == "language"
     assert (await phone.send("2")).startswith("CON Language: English.")  # a durable field changed
     row = await sql_session(stack, phone.address)
     assert row is not None and row.language == "en"
