@@ -20,8 +20,10 @@ Printed per configuration, CPU µs per request:
   render        the USSD screen
   session write serialisation + Redis SET / SQL statement
   metrics, log  Prometheus counters and the access-log line
-Then a closed-loop throughput run (`--callers` connections, `--seconds`) for each configuration
-and for the bare app with the same worker count: requests/s, ratio to bare, p50/p99.
+Then a closed-loop throughput run (`--callers` keep-alive connections, the same menu requests,
+`--seconds`) for each configuration — the service started as the README starts it,
+`python main.py serve --no-demo --workers N` — and, right before it, for the bare app with the
+same worker count: requests/s, ratio to bare, p50/p99.
 """
 
 from __future__ import annotations
