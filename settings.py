@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from db import private_files
@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     hotline_number: str = "1900 9095"
 
     otp_ttl_seconds: int = 300
+    otp_resend_seconds: int = Field(60, ge=1)  # a person's next one-time code comes this long after the last
     binding_ttl_days: int = 30
     sms_strip_diacritics: bool = True
     sla_working_days: int = 5

@@ -90,8 +90,10 @@ class OtpService:
         clock: Clock = utc_now,
         generate: CodeGenerator = random_code,
         counters: Counters | None = None,
+        resend_after: timedelta = RESEND_AFTER,
     ) -> None:
         self.sessions, self.secret, self.ttl = sessions, secret, timedelta(seconds=ttl_seconds)
+        self.resend_after = resend_after
         self.clock, self.generate = clock, generate
         self.fast = FastAccess.for_engine(sessions.kw["bind"])
         self.counters: Counters = counters if counters is not None else RateCounters(sessions, clock)
@@ -165,8 +167,8 @@ class OtpService:
 
         by_person, by_phone = await self.fast.read(counts)
         count, newest, oldest = by_person
-        if newest is not None and now - as_utc(newest) < RESEND_AFTER:
-            wait = RESEND_AFTER - (now - as_utc(newest))
+        if newest is not None and now - as_utc(newest) < self.resend_after:
+            wait = self.resend_after - (now - as_utc(newest))
             return Refusal("login.resend_wait", {"seconds": max(1, math.ceil(wait.total_seconds()))})
         for n, first in ((count, oldest), (by_phone[0], by_phone[1])):
             if n >= MAX_PER_HOUR and first is not None:
@@ -177,8 +179,8 @@ class OtpService:
         return await self._take_send_slots(person_id, phone)
 
     async def _take_send_slots(self, person_id: str, phone: str) -> Refusal | None:
-        if not await self.counters.take(self.resend_key(person_id), limit=1, window=RESEND_AFTER):
-            return Refusal("login.resend_wait", {"seconds": math.ceil(RESEND_AFTER.total_seconds())})
+        if not await self.counters.take(self.resend_key(person_id), limit=1, window=self.resend_after):
+            return Refusal("login.resend_wait", {"seconds": math.ceil(self.resend_after.total_seconds())})
         taken = [self.resend_key(person_id)]
         for key in (f"otp-sent:person:{person_id}", f"otp-sent:phone:{phone}"):
             if not await self.counters.take(key, limit=MAX_PER_HOUR, window=HOUR):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from conversations.audit_queue import AuditQueue
@@ -63,6 +64,7 @@ def build_conversations(
             clock=clock,
             generate=generate,
             counters=counters,
+            resend_after=timedelta(seconds=settings.otp_resend_seconds),
         ),
         bindings=bindings,
         counters=counters,

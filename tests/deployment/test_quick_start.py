@@ -8,8 +8,9 @@ download and install ~80 packages (a minute and more) for one test: the test cre
 with this interpreter and adds a `.pth` file naming this interpreter's site-packages, then runs the
 README's line unchanged. `python3 -m venv .venv` keeps the folder; `pip install -e .` finds every
 dependency installed and builds only the project (its build isolation fetches setuptools through
-pip's usual index and cache, as for any user). HOST and PORT are the only service settings given,
-so it listens on a free port; no other setting of the test's environment reaches it.
+pip's usual index and cache, as for any user). HOST and PORT (a free port) and OTP_RESEND_SECONDS (the next code 2 s after the last, not a minute: the
+three channels log one person in one after another) are the only service settings given; no other setting
+of the test's environment reaches it.
 """
 
 from __future__ import annotations
@@ -148,6 +149,9 @@ def env(tmp_path: Path) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "HOST": "127.0.0.1",
         "PORT": str(free_port()),
+        # one code a minute per person: the three channels log the same person in one after another,
+        # so the test lets the next code go 2 s after the last instead of waiting two minutes
+        "OTP_RESEND_SECONDS": "2",
     }
 
 
