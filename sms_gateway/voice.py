@@ -105,9 +105,9 @@ def render(turn: Turn, settings: Settings, *, silence: int = 0) -> VoiceResponse
     return response
 
 
-def _goodbye(language: str, key: str) -> VoiceResponse:
+def _goodbye(settings: Settings, language: str, key: str) -> VoiceResponse:
     response = VoiceResponse()
-    response.say(t(language, key), language=_language(language))
+    response.say(t(language, key, hotline=settings.hotline_number), language=_language(language))
     response.hangup()
     return response
 
@@ -148,7 +148,7 @@ async def _recording(request: Request, params: dict[str, str], caller: str, call
     )
     RECORDINGS.labels("attached" if stored else "failed").inc()
     language = turn.language
-    return _xml(_goodbye(language, "voice.recorded" if stored else "voice.not_recorded"))
+    return _xml(_goodbye(settings, language, "voice.recorded" if stored else "voice.not_recorded"))
 
 
 @router.post(PATH)
@@ -158,8 +158,10 @@ async def voice_call(request: Request) -> Response:
     params = await read_twilio_form(request)
     call_sid = params.get("CallSid", "").strip()
     caller = normalize_phone(params.get("From", ""))
-    if not call_sid or caller is None:
-        raise HTTPException(400, "CallSid and a valid From are required")
+    if not call_sid:
+        raise HTTPException(400, "CallSid is required")
+    if caller is None:  # caller ID withheld: nothing can be looked up; say so rather than fail the call
+        return _xml(_goodbye(settings, "vi", "voice.no_caller_id"))
     status = params.get("CallStatus", "").strip().lower()
     if status in FINAL_STATUSES:  # the call's status callback
         CALLS.labels(status).inc()
@@ -176,7 +178,7 @@ async def voice_call(request: Request) -> Response:
         text, silence = _keys(params["Digits"]), 0
     elif silence >= 2:
         language = "en" if request.query_params.get("lang") == "en" else "vi"
-        return _xml(_goodbye(language, "voice.goodbye_silent"))
+        return _xml(_goodbye(settings, language, "voice.goodbye_silent"))
     elif silence == 1:
         text = "*"  # nothing pressed: say it again
     else:
@@ -187,7 +189,7 @@ async def voice_call(request: Request) -> Response:
         turn = await state.conversations.handle(inbound)
     except Exception:
         log.exception("voice call of %s not handled", mask_phone(caller))
-        return _xml(_goodbye("vi", "common.error"))
+        return _xml(_goodbye(settings, "vi", "common.error"))
     if silence == 1:
         turn.replies.insert(0, Reply(t(turn.language, "voice.silence")))
     if turn.hand_over:

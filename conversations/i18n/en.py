@@ -15,6 +15,7 @@ MESSAGES: dict[str, str] = {
     "common.back": "Back",
     "common.menu": "Main menu",
     "common.more": "More",
+    "voice.no_caller_id": "Please call from a number that shows its caller ID, or call the hotline {hotline}. Thank you.",
     "voice.press": "Press {digit}: {label}.",
     "voice.end_with_hash": "End your entry with the hash key.",
     "voice.star_repeats": "Press star to hear this again.",

@@ -16,6 +16,7 @@ MESSAGES: dict[str, str] = {
     "common.back": "Quay lại",
     "common.menu": "Menu chính",
     "common.more": "Xem tiếp",
+    "voice.no_caller_id": "Xin vui lòng gọi từ một số điện thoại có hiển thị số, hoặc gọi tổng đài {hotline}. Xin cảm ơn.",
     "voice.press": "Bấm {digit}: {label}.",
     "voice.end_with_hash": "Nhập xong bấm phím thăng.",
     "voice.star_repeats": "Bấm sao để nghe lại.",
