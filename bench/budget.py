@@ -38,8 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -62,6 +60,7 @@ from bench.service import (  # noqa: E402
     pg_template,
     redis_flush,
     sqlite_template,
+    start_process,
     start_server,
     stop_server,
 )
@@ -329,27 +328,7 @@ class Target:
 
 def start_main(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     """`python main.py serve --no-demo ARGS` (HOST/PORT in env); returns once /ussd answers."""
-    log = tempfile.NamedTemporaryFile(prefix="vaxbench-main-", suffix=".log", delete=False)  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "main.py", "serve", "--no-demo", *args],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
-    )  # fmt: skip
-    log.close()
-    process.log_path = log.name  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"service did not start: {Path(log.name).read_text()[-2000:]}")
-        try:
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/ussd", data=b"x=1", method="POST")
-            urllib.request.urlopen(request, timeout=1)
-            return process
-        except urllib.error.HTTPError:
-            return process  # it answers (403 without the gateway token)
-        except OSError:
-            time.sleep(0.2)
-    stop_server(process)
-    raise SystemExit("service did not start in time")
+    return start_process([sys.executable, "main.py", "serve", "--no-demo", *args], env, port)
 
 
 def budget_lines(name: str, data: dict[str, Any]) -> list[str]:

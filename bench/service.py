@@ -159,13 +159,19 @@ def free_port() -> int:
 def start_server(
     args: list[str], env: dict[str, str], port: int, probe: str = "/ussd"
 ) -> subprocess.Popen[bytes]:
-    """`python -m uvicorn ARGS` on 127.0.0.1:port; returns once it answers `probe`. The server's
-    log goes to a temporary file: a pipe nobody reads fills up and then blocks the server."""
+    """`python -m uvicorn ARGS` on 127.0.0.1:port; returns once it answers `probe`."""
+    command = [sys.executable, "-m", "uvicorn", *args, "--host", "127.0.0.1", "--port", str(port), *UVICORN_FLAGS]
+    return start_process(command, env, port, probe)
+
+
+def start_process(
+    command: list[str], env: dict[str, str], port: int, probe: str = "/ussd"
+) -> subprocess.Popen[bytes]:
+    """Runs `command` in the checkout; returns once 127.0.0.1:port answers a POST to `probe` (any
+    HTTP status: 400 for a bad form, 403 without the gateway token). The log goes to a temporary
+    file: a pipe nobody reads fills up and then blocks the server."""
     log = tempfile.NamedTemporaryFile(prefix="vaxbench-server-", suffix=".log", delete=False)  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", *args, "--host", "127.0.0.1", "--port", str(port), *UVICORN_FLAGS],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
-    )  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
     log.close()
     process.log_path = log.name  # type: ignore[attr-defined]
     deadline = time.monotonic() + 90
@@ -177,7 +183,7 @@ def start_server(
             urllib.request.urlopen(request, timeout=1)
             return process
         except urllib.error.HTTPError:
-            return process  # it answers (400 for a bad form)
+            return process  # it answers
         except OSError:
             time.sleep(0.2)
     stop_server(process)
