@@ -37,6 +37,15 @@ REFUSED_HINT = (
 )
 
 
+def twilio_headers(settings: Settings, signed_url: str, params: dict[str, str]) -> dict[str, str]:
+    """What an honest Twilio webhook request carries: its signature over `signed_url` and `params`
+    with TWILIO_AUTH_TOKEN, else the gateway token (found as the service finds it)."""
+    if settings.twilio_auth_token:
+        validator = RequestValidator(settings.twilio_auth_token)
+        return {"X-Twilio-Signature": validator.compute_signature(signed_url, params)}
+    return {GATEWAY_TOKEN_HEADER: settings.resolved_gateway_token}
+
+
 class OutboxWatcher:
     """Prints SMS the service queued for `phone` (polls the outbox table every second)."""
 
@@ -156,12 +165,9 @@ class SmsPhone:
             "ApiVersion": "2010-04-01",
         }
         params["SmsMessageSid"] = params["SmsSid"] = params["MessageSid"]
-        if self.settings.twilio_auth_token:
-            validator = RequestValidator(self.settings.twilio_auth_token)
-            headers = {"X-Twilio-Signature": validator.compute_signature(self.signed_url, params)}
-        else:
-            headers = {GATEWAY_TOKEN_HEADER: self.settings.resolved_gateway_token}
-        response = self.client.post(self.url, data=params, headers=headers)
+        response = self.client.post(
+            self.url, data=params, headers=twilio_headers(self.settings, self.signed_url, params)
+        )
         if response.status_code == 403:
             return [f"[HTTP 403] {REFUSED_HINT}"]
         if response.status_code != 200:

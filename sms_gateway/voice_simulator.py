@@ -14,10 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
-from twilio.request_validator import RequestValidator
 
 from settings import Settings
-from sms_gateway.gateway_token import HEADER as GATEWAY_TOKEN_HEADER
+from sms_gateway.simulator import twilio_headers
 
 PATH = "/voice/twilio"
 
@@ -76,12 +75,8 @@ class VoicePhone:
             "To": self.settings.twilio_from or "+842836221234",
             **fields,
         }
-        if self.settings.twilio_auth_token:
-            signed = self.settings.public_base_url.rstrip("/") + path
-            validator = RequestValidator(self.settings.twilio_auth_token)
-            headers = {"X-Twilio-Signature": validator.compute_signature(signed, params)}
-        else:
-            headers = {GATEWAY_TOKEN_HEADER: self.settings.resolved_gateway_token}
+        signed = self.settings.public_base_url.rstrip("/") + path
+        headers = twilio_headers(self.settings, signed, params)
         response = self.client.post(self.base_url + path, data=params, headers=headers)
         if not expect_twiml:
             return Heard([], False, None, "hung up")

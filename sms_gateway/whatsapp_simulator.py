@@ -16,7 +16,6 @@ from collections.abc import Callable
 
 import httpx
 from sqlalchemy import select
-from twilio.request_validator import RequestValidator
 
 from conversations.outbound import make_renderer
 from db.base import make_sync_engine
@@ -24,8 +23,8 @@ from outbox.sealing import OutboxSeal, SealBroken
 from outbox.store import open_row
 from outbox.tables import OutboxRow
 from settings import Settings
-from sms_gateway.gateway_token import HEADER as GATEWAY_TOKEN_HEADER
 from sms_gateway.sender import CERTIFICATE_KIND, WHATSAPP_PREFIX
+from sms_gateway.simulator import REFUSED_HINT, twilio_headers
 
 PATH = "/sms/twilio"
 SANDBOX_NUMBER = "+14155238886"  # Twilio's WhatsApp sandbox sender, when TWILIO_WHATSAPP_FROM is unset
@@ -63,17 +62,11 @@ class WhatsAppPhone:
     def send(self, body: str, **fields: str) -> str | None:
         """Posts one message; None when the service took it, else what went wrong."""
         params = self.form(body, **fields)
-        if self.settings.twilio_auth_token:
-            validator = RequestValidator(self.settings.twilio_auth_token)
-            headers = {"X-Twilio-Signature": validator.compute_signature(self.signed_url, params)}
-        else:
-            headers = {GATEWAY_TOKEN_HEADER: self.settings.resolved_gateway_token}
-        response = self.client.post(self.url, data=params, headers=headers)
+        response = self.client.post(
+            self.url, data=params, headers=twilio_headers(self.settings, self.signed_url, params)
+        )
         if response.status_code == 403:
-            return (
-                "[HTTP 403] the service refused the gateway's credentials: run the simulator with the "
-                "service's DATA_DIR (or the same USSD_GATEWAY_TOKEN / TWILIO_AUTH_TOKEN)"
-            )
+            return f"[HTTP 403] {REFUSED_HINT}"
         if response.status_code != 200:
             return f"[HTTP {response.status_code}] {response.text[:200]}"
         return None
