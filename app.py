@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -150,7 +151,13 @@ def create_app(settings: Settings | None = None, local_telegram: bool = False) -
             await state.registry.close()
             await state.db_engine.dispose()
 
-    app = FastAPI(title="VaxChannel", version="0.1.0", lifespan=lifespan, max_body_size=MAX_REQUEST_BYTES)
+    app = FastAPI(
+        title="VaxChannel",
+        version="0.1.0",
+        lifespan=lifespan,
+        max_body_size=MAX_REQUEST_BYTES,
+        telemetry=observability.fastapi_telemetry(os.environ),
+    )
     install_request_error_handlers(app)  # malformed requests: 4xx, never 500
     app.add_middleware(observability.MetricsMiddleware, access_log=settings.access_log)
     if settings.metrics_token:  # /metrics and the API docs for the operator only

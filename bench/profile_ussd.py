@@ -123,6 +123,8 @@ def main() -> None:
                 )
                 stats = pstats.Stats(profiler, stream=sys.stdout)
                 stats.sort_stats(os.environ.get("BENCH_SORT", "tottime")).print_stats(args.top)
+                if os.environ.get("BENCH_CALLEES"):
+                    stats.print_callees(os.environ["BENCH_CALLEES"])
 
         try:
             asyncio.run(run())

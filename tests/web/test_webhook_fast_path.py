@@ -6,6 +6,7 @@ request, with nothing of the caller in it, and none when ACCESS_LOG is off."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -164,3 +165,18 @@ async def test_access_log_off(sqlite_url: str, tmp_path: Path, capsys: pytest.Ca
             assert answer.status_code == 200
             assert (await c.get("/healthz")).status_code == 200
     assert '"logger": "access"' not in capsys.readouterr().err
+
+
+def test_fastapi_opentelemetry_only_when_the_operator_configures_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FastAPI looks up the global OpenTelemetry providers on every request unless told not to;
+    the service turns that off unless OpenTelemetry is configured in the environment."""
+    from web.observability import fastapi_telemetry
+
+    off = {"tracing": False, "metrics": False, "logs": False}
+    assert fastapi_telemetry({"PATH": "/usr/bin", "DATABASE_URL": "sqlite://"}) == off
+    assert fastapi_telemetry({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}) == {}
+    assert fastapi_telemetry({"FASTAPI_OTEL_AUTO_CONFIGURE": "True"}) == {}
+    for name in [n for n in os.environ if n.startswith(("OTEL_", "FASTAPI_OTEL"))]:
+        monkeypatch.delenv(name)
+    app = create_app(settings_for("sqlite://", Path("/nonexistent")))
+    assert {key: app._telemetry[key] for key in off} == off  # what create_app gave FastAPI
