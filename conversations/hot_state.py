@@ -10,7 +10,8 @@ where the caller is in a menu: the next request is answered from the SQL copy, w
 input chain keeps a turn with effects from being applied twice.
 
 - `RedisHotState` (REDIS_URL set), shared by every worker process: a turn reads the session and
-  the caller's bindings with one MGET and writes the session back with one SET: no SQL at all.
+  the caller's bindings with one MGET and writes the session back with one SET: no SQL at all
+  (through `db.redis_wire`: one pipelined connection per process).
   Bindings are cached with a generation counter: every change to a caller's bindings increments
   `bindgen` after its commit, and a cached list is used only while it carries the current
   generation, so no worker acts on a binding another worker has removed. Any Redis error, or a
@@ -33,11 +34,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from conversations.session_store import Loaded, SqlSessionStore, durable_view
 from conversations.state import SessionState
+from db.redis_wire import HotRedis
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ class MemoryHotState(HotState):
 class RedisHotState(HotState):
     def __init__(
         self,
-        redis: Redis,
+        redis: HotRedis,
         sql: SqlSessionStore,
         prefix: str,
         *,
@@ -174,9 +175,9 @@ class RedisHotState(HotState):
     ) -> None:
         self.redis, self.sql, self.prefix = redis, sql, prefix
         self.ttl, self.bindings_ttl, self.durable_every = ttl_seconds, bindings_ttl_seconds, durable_every
-        # Each call is bounded here (asyncio.timeout: a timer handle), and the client is made
-        # without a socket timeout: redis-py's own runs every send and read through a task of
-        # asyncio.wait_for, which doubled the CPU and quadrupled the wall time of a command.
+        # Each call is bounded here (asyncio.timeout: a timer handle); the client has no timeout
+        # of its own (db.redis_wire: one pipelined connection; redis-py's socket timeout ran
+        # every read through a task of asyncio.wait_for, doubling the CPU of a command).
         self.timeout = timeout_seconds
 
     def _keys(self, channel: str, address: str) -> tuple[str, str, str]:
@@ -191,7 +192,9 @@ class RedisHotState(HotState):
         state_key, bind_key, gen_key = self._keys(channel, address)
         try:
             async with asyncio.timeout(self.timeout):
-                raw_state, raw_bound, raw_gen = await self.redis.mget(state_key, bind_key, gen_key)
+                ((raw_state, raw_bound, raw_gen),) = await self.redis.execute(
+                    ("MGET", state_key, bind_key, gen_key)
+                )
         except RedisErrors as exc:
             log.warning("redis unavailable (%s): session read from SQL", type(exc).__name__)
             snap = await self.sql.load(channel, address, now=now)
@@ -213,7 +216,9 @@ class RedisHotState(HotState):
                 payload = {"g": generation, "p": [[p, e.timestamp()] for p, e in bound]}
                 try:  # tagged with the generation read BEFORE the SQL read: a concurrent change wins
                     async with asyncio.timeout(self.timeout):
-                        await self.redis.set(bind_key, json.dumps(payload), ex=self.bindings_ttl)
+                        await self.redis.execute(
+                            ("SET", bind_key, json.dumps(payload), "EX", self.bindings_ttl)
+                        )
                 except RedisErrors:
                     pass
         return loaded, [(p, e) for p, e in bound if e > now]
@@ -224,7 +229,9 @@ class RedisHotState(HotState):
         stale_copy = await self._refresh_sql_copy(loaded, channel, address, values)
         try:
             async with asyncio.timeout(self.timeout):
-                await self.redis.set(self._keys(channel, address)[0], _encode(loaded, values), ex=self.ttl)
+                await self.redis.execute(
+                    ("SET", self._keys(channel, address)[0], _encode(loaded, values), "EX", self.ttl)
+                )
         except RedisErrors as exc:
             log.warning("redis unavailable (%s): session written to SQL", type(exc).__name__)
             if not stale_copy:
@@ -236,14 +243,12 @@ class RedisHotState(HotState):
         """After the SQL commit of a durable turn: the hot copy follows (and bindings are renewed)."""
         loaded.durable, loaded.durable_at = durable_view(loaded.state), values["updated_at"]
         state_key, _, gen_key = self._keys(channel, address)
+        commands: list[tuple[str | int, ...]] = [("SET", state_key, _encode(loaded, values), "EX", self.ttl)]
+        if bindings_changed:
+            commands += [("INCR", gen_key), ("EXPIRE", gen_key, self.bindings_ttl * 2)]
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.set(state_key, _encode(loaded, values), ex=self.ttl)
-                if bindings_changed:
-                    pipe.incr(gen_key)
-                    pipe.expire(gen_key, self.bindings_ttl * 2)
-                async with asyncio.timeout(self.timeout):
-                    await pipe.execute()
+            async with asyncio.timeout(self.timeout):
+                await self.redis.execute(*commands)
         except RedisErrors as exc:
             log.warning(
                 "redis unavailable (%s) after a durable turn; dropping the hot copy", type(exc).__name__
@@ -254,20 +259,17 @@ class RedisHotState(HotState):
         """Called after a commit that changed this identity's bindings outside a turn."""
         _, _, gen_key = self._keys(channel, address)
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.incr(gen_key)
-                pipe.expire(gen_key, self.bindings_ttl * 2)
-                async with asyncio.timeout(self.timeout):
-                    await pipe.execute()
+            async with asyncio.timeout(self.timeout):
+                await self.redis.execute(("INCR", gen_key), ("EXPIRE", gen_key, self.bindings_ttl * 2))
         except RedisErrors as exc:
             log.warning("redis unavailable (%s): binding change not announced", type(exc).__name__)
 
     async def _forget(self, state_key: str, gen_key: str | None) -> None:
         try:
             async with asyncio.timeout(self.timeout):
-                await self.redis.delete(state_key)
-                if gen_key is not None:
-                    await self.redis.incr(gen_key)
+                await self.redis.execute(
+                    ("DEL", state_key), *([("INCR", gen_key)] if gen_key is not None else [])
+                )
         except RedisErrors:
             log.error("redis unavailable: hot copy %s may be stale until it expires", state_key.split(":")[1])
 

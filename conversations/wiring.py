@@ -82,11 +82,12 @@ def build_conversations(
     if outbox is not None:
         service.on_outbound = outbox.kick  # codes and links leave at once, not at the next poll
     if settings.redis_url:
-        from redis.asyncio import Redis
+        from db.redis_wire import redis_client
 
-        # no socket timeout: RedisHotState bounds each call itself (far cheaper; see there)
-        client = Redis.from_url(settings.redis_url, socket_timeout=None, socket_connect_timeout=2.0)
-        service.hot = RedisHotState(client, service.store, settings.redis_key_prefix)
+        # no timeout of its own: RedisHotState bounds each call itself (far cheaper; see there)
+        service.hot = RedisHotState(
+            redis_client(settings.redis_url), service.store, settings.redis_key_prefix
+        )
         bindings.on_change = service.hot.bindings_changed
     elif getattr(state, "single_process", False):  # one worker process: the session in its memory
         service.hot = MemoryHotState(service.store)

@@ -26,6 +26,7 @@ from conversations.service import ConversationService
 from conversations.state import Page, SessionState
 from conversations.tables import ConversationSessionRow
 from db.base import make_async_engine, make_sessionmaker
+from db.redis_wire import redis_client
 from registry_client.embedded.tables import AuditRow
 from registry_client.models import AuditEntry
 from tests.conversations.harness import PINNED_CODE, Phone, Stack, build_stack
@@ -48,7 +49,7 @@ async def prefix() -> AsyncIterator[str]:
 def with_redis(stack: Stack, prefix: str, url: str = REDIS_URL) -> ConversationService:
     """The stack's service with hot state in Redis, as conversations.wiring builds it."""
     service = stack.service
-    service.hot = RedisHotState(redis_asyncio.Redis.from_url(url), service.store, prefix)
+    service.hot = RedisHotState(redis_client(url), service.store, prefix)
     service.services.bindings.on_change = service.hot.bindings_changed
     return service
 

@@ -9,10 +9,10 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-import redis.asyncio as redis_asyncio
 
 from conversations.hot_state import RedisHotState
 from conversations.model import Channel
+from db.redis_wire import redis_client
 from tests.conversations.harness import Phone, Stack
 
 
@@ -39,7 +39,7 @@ async def silent_redis() -> AsyncIterator[str]:
 async def test_a_redis_that_never_answers_costs_one_bound_per_call_then_sql(
     stack: Stack, silent_redis: str
 ) -> None:
-    client = redis_asyncio.Redis.from_url(silent_redis, socket_timeout=None, socket_connect_timeout=2.0)
+    client = redis_client(silent_redis)
     stack.service.hot = RedisHotState(client, stack.service.store, "vaxsilent", timeout_seconds=0.3)
     phone = Phone(stack, Channel.USSD, "+84911000555")
     started = time.monotonic()
