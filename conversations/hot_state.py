@@ -275,18 +275,20 @@ class RedisHotState(HotState):
 
 
 def _encode(loaded: Loaded, values: dict[str, Any]) -> str:
-    return json.dumps(
+    """The hot copy: a small JSON envelope with the state's JSON text (`values["state"]`, already
+    serialised for SQL) spliced in as it is."""
+    envelope = json.dumps(
         {
             "r": loaded.row_id,
             "k": values["session_key"],
             "u": values["updated_at"].isoformat(),
-            "s": values["state"],
             "d": loaded.durable,
             "da": loaded.durable_at.isoformat() if loaded.durable_at else None,
             "f": loaded.sql_in_flow,
         },
         separators=(",", ":"),
     )
+    return f'{envelope[:-1]},"s":{values["state"]}}}'
 
 
 def _decode_state(raw: bytes | str | None) -> Loaded | None:

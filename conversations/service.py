@@ -36,7 +36,7 @@ from conversations.effects import Effect
 from conversations.engine import Engine
 from conversations.hot_state import HotState
 from conversations.model import Channel, Inbound, Turn
-from conversations.session_store import Loaded, SqlSessionStore, durable_view, write_session
+from conversations.session_store import Loaded, SqlSessionStore, durable_view, state_text, write_session
 from conversations.state import SessionState, replies_from_json, replies_to_json
 from conversations.tables import (
     ConversationSessionRow,
@@ -162,7 +162,7 @@ class ConversationService:
     def _values(self, loaded: Loaded, inbound: Inbound) -> dict[str, Any]:
         now = self.clock()
         return {
-            "state": loaded.state.to_json(),
+            "state": state_text(loaded.state),  # serialised once, for SQL and the hot copy alike
             "language": loaded.state.language,
             "session_key": inbound.session_key,
             "updated_at": now,

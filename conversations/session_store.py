@@ -12,17 +12,34 @@ Statements are built once (building one costs more than running it) and run thro
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Connection,
+    Insert,
+    String,
+    Table,
+    Update,
+    bindparam,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy import (
+    cast as sql_cast,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from conversations.model import Turn
 from conversations.state import SessionState, replies_from_json
 from conversations.tables import ChannelBindingRow, ConversationSessionRow, InboundReceiptRow
-from db.fast_access import FastAccess
+from db.fast_access import DriverStatement, FastAccess
 from registry_client.clock import as_utc
 
 T = TypeVar("T")
@@ -54,11 +71,29 @@ _BINDINGS = (
     .order_by(BINDINGS.c.bound_at.desc(), BINDINGS.c.id.desc())
 )
 _COLUMNS = ("state", "language", "session_key", "updated_at", "expires_at")
-_UPDATE = (
-    update(SESSIONS)
-    .where(SESSIONS.c.id == bindparam("row_id"))
-    .values({name: bindparam(f"v_{name}", type_=SESSIONS.c[name].type) for name in _COLUMNS})
-)
+# `state` arrives serialised (`state_text`) and is bound as text, so that it is not serialised
+# again (PostgreSQL casts the text to the json column's type; SQLite stores it as it is).
+
+
+@functools.cache
+def _statements(dialect: str) -> tuple[Update, Insert]:
+    def param(name: str) -> ColumnElement[Any]:
+        if name != "state":
+            return bindparam(f"v_{name}", type_=SESSIONS.c[name].type)
+        text = bindparam("v_state", type_=String())
+        return sql_cast(text, JSON) if dialect == "postgresql" else text
+
+    columns = {name: param(name) for name in _COLUMNS}
+    update_row = update(SESSIONS).where(SESSIONS.c.id == bindparam("row_id")).values(columns)
+    insert_row = insert(SESSIONS).values(
+        channel=bindparam("channel"), address=bindparam("address"), **columns
+    )
+    return update_row, insert_row
+
+
+def state_text(state: SessionState) -> str:
+    """The session state as the `state` column and the hot copies keep it (JSON text)."""
+    return json.dumps(state.to_json(), separators=(",", ":"))
 
 
 def durable_view(state: SessionState) -> dict[str, Any]:
@@ -100,6 +135,7 @@ class SqlSessionStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.fast = FastAccess.for_engine(engine)
+        self._update = DriverStatement(_statements(engine.dialect.name)[0], engine.dialect)
 
     async def close(self) -> None:
         """Nothing of its own to close: `db.fast_access` closes with the engine's `dispose()`."""
@@ -133,6 +169,10 @@ class SqlSessionStore:
     # -- light writes ---------------------------------------------------------------------------
     async def save_light(self, loaded: Loaded, channel: str, address: str, values: dict[str, Any]) -> None:
         """Writes the session row of a turn that changed nothing else (creates it if needed)."""
+        if loaded.row_id is not None and await self.fast.update_one(
+            self._update, {"row_id": loaded.row_id, **_params(values)}
+        ):
+            return
 
         def run(conn: Connection) -> None:
             write_session(conn, loaded, channel, address, values)
@@ -160,19 +200,24 @@ def bindings_of(conn: Connection, channel: str, address: str, now: datetime) -> 
     return [(r.person_id, as_utc(r.expires_at)) for r in rows]
 
 
+def _params(values: dict[str, Any]) -> dict[str, Any]:
+    return {f"v_{name}": values[name] for name in _COLUMNS}
+
+
 def write_session(
     conn: Connection, loaded: Loaded, channel: str, address: str, values: dict[str, Any]
 ) -> None:
     """Updates the caller's row, or inserts it; sets `loaded.row_id`. Raises IntegrityError when a
     concurrent turn inserted it first (the caller retries with `row_id` None)."""
-    params = {f"v_{name}": values[name] for name in _COLUMNS}
+    params = _params(values)
+    update_row, insert_row = _statements(conn.dialect.name)
     if loaded.row_id is not None:
-        if conn.execute(_UPDATE, {"row_id": loaded.row_id, **params}).rowcount:
+        if conn.execute(update_row, {"row_id": loaded.row_id, **params}).rowcount:
             return
     existing = conn.execute(_SESSION_ID, {"channel": channel, "address": address}).scalar()
     if existing is not None:
         loaded.row_id = existing
-        conn.execute(_UPDATE, {"row_id": existing, **params})
+        conn.execute(update_row, {"row_id": existing, **params})
         return
-    result = conn.execute(insert(SESSIONS).values(channel=channel, address=address, **values))
+    result = conn.execute(insert_row, {"channel": channel, "address": address, **params})
     loaded.row_id = result.inserted_primary_key[0] if result.inserted_primary_key else None

@@ -8,13 +8,27 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    MetaData,
+    Table,
+    bindparam,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from db.base import make_async_engine
-from db.fast_access import FastAccess
+from db.fast_access import DriverStatement, FastAccess
 
 
 @pytest.fixture
@@ -109,3 +123,64 @@ async def test_no_inline_write_while_the_helpers_thread_writes(fast: FastAccess)
     fast_thread = await asyncio.wait_for(second, 10)
     assert slow_thread != threading.get_ident() and fast_thread != threading.get_ident()
     assert await notes(fast) == {"slow": "1", "fast": "2"}
+
+
+# -- update_one: one UPDATE straight on the driver ---------------------------------------------
+
+_META = MetaData()
+_ROWS = Table(
+    "rows_on_the_driver",
+    _META,
+    Column("id", Integer, primary_key=True),
+    Column("state", JSON),
+    Column("at", DateTime(timezone=True)),
+)
+_SET = (
+    update(_ROWS)
+    .where(_ROWS.c.id == bindparam("row_id"))
+    .values(state=bindparam("v_state", type_=JSON), at=bindparam("v_at", type_=_ROWS.c.at.type))
+)
+
+
+async def test_update_one_stores_what_sqlalchemy_would_and_says_when_no_row_matched(
+    fast: FastAccess,
+) -> None:
+    await fast.write(_META.create_all)
+    await fast.write(lambda conn: conn.execute(insert(_ROWS), [{"id": 1}, {"id": 2}]))
+    at = datetime(2026, 12, 5, 7, 30, 15, 123456, tzinfo=UTC)
+    state = {"flow": "login", "data": {"id": "0790"}, "pages": [[1, "Tiếng Việt"]]}
+    statement = DriverStatement(_SET, fast.engine.dialect)
+    assert await fast.update_one(statement, {"row_id": 1, "v_state": state, "v_at": at}) is True
+    assert await fast.update_one(statement, {"row_id": 99, "v_state": state, "v_at": at}) is False
+    # the same values through SQLAlchemy, for the other row: both read back alike
+    await fast.write(lambda conn: conn.execute(_SET, {"row_id": 2, "v_state": state, "v_at": at}))
+    raw = await fast.read(
+        lambda conn: conn.exec_driver_sql("SELECT id, state, at FROM rows_on_the_driver").all()
+    )
+    assert raw[0][1:] == raw[1][1:]
+    rows = await fast.read(lambda conn: conn.execute(select(_ROWS.c.state, _ROWS.c.at)).all())
+    assert [tuple(r) for r in rows] == [(state, at.replace(tzinfo=None))] * 2
+
+
+async def test_update_one_meeting_another_writer_waits_on_the_thread(
+    fast: FastAccess, sqlite_url: str
+) -> None:
+    await fast.write(_META.create_all)
+    await fast.write(lambda conn: conn.execute(insert(_ROWS), [{"id": 1}]))
+    statement = DriverStatement(_SET, fast.engine.dialect)
+    other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    params = {"row_id": 1, "v_state": {"step": 2}, "v_at": datetime(2026, 12, 5, tzinfo=UTC)}
+    update_task = asyncio.create_task(fast.update_one(statement, params))
+    await asyncio.sleep(0.05)
+    assert not update_task.done()  # waiting for the lock on the thread, not failing
+    other.execute("COMMIT")
+    other.close()
+    assert await asyncio.wait_for(update_task, 10) is True
+    assert await fast.read(lambda conn: conn.execute(select(_ROWS.c.state)).scalar()) == {"step": 2}
+    # the inline path works again afterwards, and a failing statement leaves nothing half-done
+    assert await fast.update_one(statement, {**params, "v_state": {"step": 3}}) is True
+    with pytest.raises(TypeError):  # SQLAlchemy's datetime conversion refuses it, inside the transaction
+        await fast.update_one(statement, {**params, "v_state": {"step": 9}, "v_at": "not a datetime"})
+    assert await fast.read(lambda conn: conn.execute(select(_ROWS.c.state)).scalar()) == {"step": 3}
+    assert await fast.update_one(statement, {**params, "v_state": {"step": 4}}) is True
