@@ -8,7 +8,7 @@ import dataclasses
 from sqlalchemy import select
 
 from conversations.model import Channel
-from conversations.otp import CheckResult
+from conversations.otp import CheckOutcome, CheckResult
 from conversations.tables import OtpChallengeRow
 from tests.conversations.harness import PINNED_CODE, Phone, Stack
 
@@ -144,3 +144,18 @@ async def test_a_check_outcome_other_than_ok_never_logs_in(stack: Stack) -> None
     assert "Da xac thuc" not in reply and "tam khoa" in reply, reply
     assert await stack.service.bindings.persons_for("sms", AN_PHONE) == []
     otp.check = real_check  # type: ignore[method-assign]
+
+
+async def test_a_spent_budget_compares_nothing_not_even_the_right_code(stack: Stack) -> None:
+    """Guesses in flight at once (other requests, other workers) have each taken their unit before
+    any of them closed the code: once the budget is spent, the right code is refused too, because
+    it is never compared."""
+    phone = Phone(stack, Channel.SMS, AN_PHONE)
+    await start_login(phone)
+    otp = stack.service.services.otp
+    challenge = await otp.pending_for("sms", AN_PHONE)
+    assert challenge is not None
+    in_flight = [await otp.check(challenge, "000000") for _ in range(5)]  # their effects not yet applied
+    assert [r.outcome for r in in_flight] == [CheckOutcome.WRONG] * 4 + [CheckOutcome.LOCKED]
+    late_but_right = await otp.check(challenge, PINNED_CODE)
+    assert late_but_right.outcome == CheckOutcome.LOCKED
