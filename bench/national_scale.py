@@ -46,6 +46,7 @@ from sqlalchemy import event, text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker  # noqa: E402
 
 from db.base import make_async_engine  # noqa: E402
+from db.fast_access import FastAccess  # noqa: E402
 from db.migrate import migrate  # noqa: E402
 from registry_client.embedded.registry import EmbeddedRegistry  # noqa: E402
 from registry_client.errors import RecordNotFound  # noqa: E402
@@ -205,14 +206,18 @@ async def explain(engine: AsyncEngine, registry: EmbeddedRegistry, calls: dict[s
     ) -> None:
         sent.append((statement, parameters))
 
+    # the registry's reads run on the hot-path helper's own pooled engine (db.fast_access)
+    watched = [engine.sync_engine, FastAccess.for_engine(engine)._postgres().sync_engine]
     all_used = True
     for name, call in calls.items():
         sent.clear()
-        event.listen(engine.sync_engine, "before_cursor_execute", capture)
+        for target in watched:
+            event.listen(target, "before_cursor_execute", capture)
         try:
             await call()
         finally:
-            event.remove(engine.sync_engine, "before_cursor_execute", capture)
+            for target in watched:
+                event.remove(target, "before_cursor_execute", capture)
         plans = []
         async with engine.connect() as conn:
             for statement, parameters in list(sent):
